@@ -212,6 +212,10 @@ type Record struct {
 	Fallback   string      `json:"fallback,omitempty"` // e.g. "noanswer:uri:sip:vm@192.0.2.9"; hops joined by ","
 	Groups     []string    `json:"groups"`             // every group the call entered, in order
 	Legs       []LegRecord `json:"legs"`
+	// Notes are things ops should know that change how the call rang: a
+	// strategy not implemented yet (linear used instead), members skipped
+	// because they had nothing to ring, a fallback that could not be taken.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // LegRecord is one leg tried.

@@ -1,33 +1,419 @@
 package routing
 
-import "time"
+import (
+	"math/rand/v2"
+	"time"
+
+	"github.com/ringroute/ringroute/config"
+)
+
+// phase is where the call stands toward the caller.
+type phase uint8
+
+const (
+	phaseRinging  phase = iota // unanswered: a group's members or a fallback destination ring
+	phaseAnswered              // AnswerCaller sent; caller and winner talk
+	phaseDone                  // Finish sent; legs may still be winding down
+)
+
+// legState is what we know of one outbound leg. The only way back from a
+// non-terminal state is a terminal event from package sip, so Over waits
+// for every leg.
+type legState uint8
+
+const (
+	legCalling   legState = iota // INVITE out, no final response yet
+	legCancelled                 // we sent CANCEL; its final response is due
+	legAnswered                  // the winner
+	legHungUp                    // answered, and we sent BYE
+	legDone                      // terminal
+)
+
+type leg struct {
+	id     LegID
+	target Target
+	group  *config.Group // whose answered_elsewhere applies to it
+	ring   *ring
+	start  time.Time
+	state  legState
+	rec    int // index into Call.rec.Legs
+}
 
 // Call is one call's state machine. It is not safe for concurrent use; a
 // Runner owns it.
+//
+// Two times are in play while a Step runs. now is when the Step happens and
+// is what the CDR shows. Scheduling uses the time each timer was due (see
+// fire), so a Runner that ticks a little late does not push every later
+// attempt back: the worked example in SPEC §3 comes out to the millisecond
+// however sluggish the goroutine that drives it.
 type Call struct {
-	// TODO(helper): implement.
+	s    Setup
+	rand *rand.Rand
+	now  time.Time // of the Step being handled
+	at   time.Time // logical time of the thing being handled, for scheduling
+
+	phase   phase
+	grp     *groupRun // the group whose members ring; nil otherwise
+	fb      *ring     // the fallback destination ringing; nil otherwise
+	outcome string    // outcome to report if the ringing fallback destination fails
+	hops    int       // group fallbacks taken
+
+	legs   []*leg // index LegID-1
+	winner *leg
+	rang   bool // RingCaller sent
+
+	rec   Record
+	noted map[string]bool
+	out   []Action
 }
+
+// maxHops bounds group fallbacks per call (SPEC §8). Config check rejects
+// cycles; this stops one that slips through, or a long chain, from ringing
+// forever.
+const maxHops = 5
+
+// maxRedirects bounds 3xx followed per member ring, against redirect loops.
+const maxRedirects = 3
 
 // Start begins a call at now: it enters s.Group and returns the first actions.
 func Start(now time.Time, s Setup) (*Call, []Action) {
-	panic("not implemented")
+	c := &Call{s: s, rand: s.Rand, now: now, at: now, noted: make(map[string]bool)}
+	if c.rand == nil {
+		// A fixed seed, as Setup documents: random strategies stay
+		// reproducible without reaching for the global source.
+		c.rand = rand.New(rand.NewPCG(1, 2))
+	}
+	c.rec = Record{
+		CallID:  s.CallID,
+		Caller:  s.Caller.URI,
+		Dialled: s.Dialled,
+		Start:   now,
+		Groups:  []string{},
+		Legs:    []LegRecord{},
+	}
+	if s.Group == nil {
+		c.note("no group to route to")
+		c.reject(480, OutcomeFailed)
+		return c, c.flush()
+	}
+	c.rec.Group = s.Group.Name
+	c.enterGroup(s.Group)
+	c.advance(now)
+	return c, c.flush()
 }
 
 // Step feeds one event at now and returns the actions it causes. Events for
 // unknown or already finished legs are ignored (or answered with HangUpLeg
 // when a stray 2xx needs it).
 func (c *Call) Step(now time.Time, ev Event) []Action {
-	panic("not implemented")
+	if c.Over() {
+		return nil
+	}
+	if now.Before(c.now) {
+		// A clock that steps back must not reorder what already happened.
+		now = c.now
+	}
+	c.now = now
+	// Timers due by now take effect before the event: what the call does at
+	// a time must not depend on whether the Runner's Tick or the event got
+	// queued first.
+	c.advance(now)
+	c.at = now
+	switch ev := ev.(type) {
+	case LegRinging:
+		c.onRinging(ev)
+	case LegAnswered:
+		c.onAnswered(ev)
+	case LegFailed:
+		c.onFailed(ev)
+	case LegEnded:
+		c.onEnded(ev)
+	case CallerCancelled:
+		c.onCallerGone()
+	case CallerEnded:
+		c.onCallerEnded()
+	case CallerAnswerFailed:
+		c.onAnswerFailed()
+	case Tick:
+	}
+	// An event may make something due at once (a failed member ends its
+	// attempt and retry_delay is 0).
+	c.advance(now)
+	return c.flush()
 }
 
 // Deadline is when the call next wants a Tick; ok is false when it waits
 // for events only.
 func (c *Call) Deadline() (t time.Time, ok bool) {
-	panic("not implemented")
+	d, ok := c.nextDue()
+	return d.at, ok
 }
 
 // Over reports that the call has finished and every leg it started has
 // ended, so its Runner may stop.
 func (c *Call) Over() bool {
-	panic("not implemented")
+	if c.phase != phaseDone {
+		return false
+	}
+	for _, l := range c.legs {
+		if l.state != legDone {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *Call) emit(a Action) { c.out = append(c.out, a) }
+
+func (c *Call) flush() []Action {
+	out := c.out
+	c.out = nil
+	return out
+}
+
+func (c *Call) leg(id LegID) *leg {
+	if id < 1 || int(id) > len(c.legs) {
+		return nil
+	}
+	return c.legs[id-1]
+}
+
+// note records something ops should see in the CDR, once.
+func (c *Call) note(msg string) {
+	if c.noted[msg] {
+		return
+	}
+	c.noted[msg] = true
+	c.rec.Notes = append(c.rec.Notes, msg)
+}
+
+// --- legs
+
+func (c *Call) startLeg(r *ring, t Target) {
+	l := &leg{
+		id:     LegID(len(c.legs) + 1),
+		target: t,
+		group:  r.group,
+		ring:   r,
+		start:  c.now,
+		rec:    len(c.rec.Legs),
+	}
+	c.legs = append(c.legs, l)
+	c.rec.Legs = append(c.rec.Legs, LegRecord{
+		Leg: l.id, Group: t.Group, Member: t.Member, URI: t.URI, Start: c.now,
+	})
+	r.live++
+	c.emit(StartLeg{Leg: l.id, Target: t})
+}
+
+// cancel CANCELs a leg still calling; its ring time stops counting now.
+func (c *Call) cancel(l *leg, why CancelReason) {
+	if l.state != legCalling {
+		return
+	}
+	l.state = legCancelled
+	l.ring.live--
+	lr := &c.rec.Legs[l.rec]
+	lr.RingMS = c.now.Sub(l.start).Milliseconds()
+	lr.Reason = why.String()
+	elsewhere := why == CancelAnsweredElsewhere && l.group != nil && l.group.AnsweredElsewhere
+	c.emit(CancelLeg{Leg: l.id, Reason: why, Elsewhere: elsewhere})
+}
+
+// cancelRing CANCELs whatever of r still calls and ends r.
+func (c *Call) cancelRing(r *ring, why CancelReason) {
+	for _, l := range c.legs {
+		if l.ring == r {
+			c.cancel(l, why)
+		}
+	}
+	r.state = ringEnded
+}
+
+func (c *Call) hangUp(l *leg) {
+	l.state = legHungUp
+	c.emit(HangUpLeg{Leg: l.id})
+}
+
+// --- events
+
+func (c *Call) onRinging(ev LegRinging) {
+	l := c.leg(ev.Leg)
+	// A 180 from a leg we have already CANCELled is stale news.
+	if l == nil || l.state != legCalling || c.phase != phaseRinging || c.rang {
+		return
+	}
+	c.rang = true
+	c.emit(RingCaller{})
+}
+
+func (c *Call) onAnswered(ev LegAnswered) {
+	l := c.leg(ev.Leg)
+	if l == nil {
+		return
+	}
+	switch l.state {
+	case legCalling, legCancelled:
+		// A 2xx on a leg we CANCELled for a timeout crossed our CANCEL: the
+		// member picked up, and while the caller still waits, connecting
+		// them is what both want.
+		if c.phase == phaseRinging {
+			c.win(l)
+			return
+		}
+		if l.state == legCalling {
+			l.ring.live--
+		}
+		lr := &c.rec.Legs[l.rec]
+		lr.Code = 200
+		if lr.Reason == "" {
+			lr.Reason = "lost race"
+		}
+		c.hangUp(l)
+	}
+	// A repeated 2xx on a leg already answered (or ended) is ignored: sip
+	// ACKs retransmissions itself and the leg has had its HangUpLeg.
+}
+
+func (c *Call) win(l *leg) {
+	if l.state == legCalling {
+		l.ring.live--
+	}
+	l.state = legAnswered
+	c.winner = l
+	c.phase = phaseAnswered
+	c.grp, c.fb = nil, nil
+	lr := &c.rec.Legs[l.rec]
+	lr.Code = 200
+	lr.RingMS = c.now.Sub(l.start).Milliseconds()
+	lr.Reason = "answered"
+	at := c.now
+	c.rec.Answer = &at
+	c.rec.AnsweredBy = l.target.Member
+	c.rec.AnsweredAt = l.target.URI
+	c.emit(AnswerCaller{Leg: l.id})
+	for _, o := range c.legs {
+		c.cancel(o, CancelAnsweredElsewhere)
+	}
+	// Rings not started yet never will: c.grp is gone, and with it every
+	// timer of the group.
+}
+
+func (c *Call) onFailed(ev LegFailed) {
+	l := c.leg(ev.Leg)
+	if l == nil {
+		return
+	}
+	switch l.state {
+	case legDone:
+		return
+	case legAnswered, legHungUp:
+		// The API reports an answered dialog's end as LegEnded; a failure
+		// here means sip lost the dialog. Treat it the same, or the call
+		// would never be Over.
+		c.onEnded(LegEnded{Leg: ev.Leg})
+		return
+	case legCancelled:
+		l.state = legDone
+		c.rec.Legs[l.rec].Code = ev.Code
+		return
+	}
+	// Still calling: a final response before we gave up on it.
+	l.state = legDone
+	l.ring.live--
+	lr := &c.rec.Legs[l.rec]
+	lr.Code = ev.Code
+	lr.RingMS = c.now.Sub(l.start).Milliseconds()
+	c.ringLegFailed(l, ev.Code, ev.Contacts)
+}
+
+func (c *Call) onEnded(ev LegEnded) {
+	l := c.leg(ev.Leg)
+	if l == nil {
+		return
+	}
+	switch l.state {
+	case legAnswered:
+		// The winner hung up: end the caller too.
+		l.state = legDone
+		c.emit(HangUpCaller{})
+		c.finish(OutcomeAnswered, 200)
+	case legHungUp:
+		l.state = legDone
+	}
+	// LegEnded on a leg that never answered is not something sip sends;
+	// the leg still owes a LegFailed.
+}
+
+// onCallerGone: CANCEL from the caller, before our 200 got out.
+func (c *Call) onCallerGone() {
+	switch c.phase {
+	case phaseRinging:
+		for _, l := range c.legs {
+			c.cancel(l, CancelCallerGone)
+		}
+		c.finish(OutcomeCancelled, 487)
+	case phaseAnswered:
+		// The CANCEL crossed our 200: the caller will not take the call.
+		c.onAnswerFailed()
+	}
+}
+
+func (c *Call) onCallerEnded() {
+	switch c.phase {
+	case phaseRinging:
+		// A BYE before answer is not valid SIP, but it still means the
+		// caller is gone; leaving legs ringing would be worse.
+		c.onCallerGone()
+	case phaseAnswered:
+		c.hangUp(c.winner)
+		c.finish(OutcomeAnswered, 200)
+	}
+}
+
+func (c *Call) onAnswerFailed() {
+	if c.phase != phaseAnswered {
+		return
+	}
+	c.hangUp(c.winner)
+	// The caller never took the call: no answer time, so Answer != nil
+	// means a connected call, but AnsweredBy still says who picked up.
+	c.rec.Answer = nil
+	c.finish(OutcomeFailed, 200)
+}
+
+// --- ending
+
+func (c *Call) reject(code int, outcome string) {
+	c.emit(RejectCaller{Code: code})
+	c.finish(outcome, code)
+}
+
+// finish ends the call for the caller and emits its CDR. Every leg still
+// calling is CANCELled first, so no path out of routing can forget one.
+func (c *Call) finish(outcome string, code int) {
+	for _, l := range c.legs {
+		c.cancel(l, CancelCallerGone)
+	}
+	c.phase = phaseDone
+	c.grp, c.fb = nil, nil
+	c.rec.End = c.now
+	c.rec.Outcome = outcome
+	c.rec.Code = code
+	c.emit(Finish{Record: c.snapshot()})
+}
+
+// snapshot copies the record, so that legs winding down after Finish do not
+// change the CDR already handed out.
+func (c *Call) snapshot() Record {
+	r := c.rec
+	if r.Answer != nil {
+		a := *r.Answer
+		r.Answer = &a
+	}
+	r.Groups = append([]string{}, r.Groups...)
+	r.Legs = append([]LegRecord{}, r.Legs...)
+	r.Notes = append([]string(nil), r.Notes...)
+	return r
 }

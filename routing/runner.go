@@ -1,31 +1,187 @@
 package routing
 
-import "go.uber.org/zap"
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
 
 // Runner drives one Call on its own goroutine: events posted from any
 // goroutine and timer ticks go in one queue, Call.Step turns them into
 // actions, the Executor carries them out.
+//
+// The Call is touched only by Run's goroutine, so it needs no lock; the
+// queue is the one thing shared, and Post only appends to it. The queue is
+// unbounded on purpose: a bounded one would either block sip's transaction
+// goroutines or drop a final response, and a call produces a handful of
+// events per leg.
 type Runner struct {
-	// TODO(helper): implement.
+	setup Setup
+	clk   Clock
+	ex    Executor
+	log   *zap.Logger
+
+	mu      sync.Mutex
+	queue   []Event
+	stopped bool
+	notify  chan struct{} // capacity 1: "the queue has something"
+
+	done chan struct{}
+
+	// Run's goroutine only.
+	timer   Timer     // nil when none is pending
+	timerAt time.Time // what timer was armed for
+	gen     uint64    // of timer; a firing of an older one is stale
 }
+
+// fired is the Runner's own timer firing; Run turns it into a Tick.
+type fired struct{ gen uint64 }
+
+func (fired) isEvent() {}
 
 // NewRunner prepares a call; Run starts it.
 func NewRunner(s Setup, clk Clock, ex Executor, log *zap.Logger) *Runner {
-	panic("not implemented")
+	if log == nil {
+		log = zap.NewNop()
+	}
+	group := ""
+	if s.Group != nil {
+		group = s.Group.Name
+	}
+	return &Runner{
+		setup:  s,
+		clk:    clk,
+		ex:     ex,
+		log:    log.With(zap.String("call_id", s.CallID), zap.String("group", group)),
+		notify: make(chan struct{}, 1),
+		done:   make(chan struct{}),
+	}
 }
 
 // Post queues an event for the call. It never blocks, and it is a no-op once
 // the Runner has stopped.
 func (r *Runner) Post(ev Event) {
-	panic("not implemented")
+	r.mu.Lock()
+	if r.stopped {
+		r.mu.Unlock()
+		return
+	}
+	r.queue = append(r.queue, ev)
+	r.mu.Unlock()
+	select {
+	case r.notify <- struct{}{}:
+	default: // a wake-up is already pending; Run drains everything at once
+	}
 }
 
 // Run runs the call until it is Over. It blocks; call it on a new goroutine.
 func (r *Runner) Run() {
-	panic("not implemented")
+	defer close(r.done)
+	defer r.stop()
+
+	call, acts := Start(r.clk.Now(), r.setup)
+	r.execute(acts)
+	for !call.Over() {
+		r.arm(call)
+		<-r.notify
+		for _, ev := range r.take() {
+			if call.Over() {
+				break
+			}
+			if f, ok := ev.(fired); ok {
+				if f.gen != r.gen {
+					continue // stopped or replaced after it fired
+				}
+				r.timer = nil // spent: arm must set a new one
+				ev = Tick{}
+			}
+			r.debug("event", ev)
+			r.execute(call.Step(r.clk.Now(), ev))
+		}
+	}
 }
 
 // Done is closed when Run has returned.
-func (r *Runner) Done() <-chan struct{} {
-	panic("not implemented")
+func (r *Runner) Done() <-chan struct{} { return r.done }
+
+func (r *Runner) take() []Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	q := r.queue
+	r.queue = nil
+	return q
+}
+
+// stop refuses further events and stops the timer, so nothing of the call
+// outlives Run.
+func (r *Runner) stop() {
+	r.mu.Lock()
+	r.stopped = true
+	r.queue = nil
+	r.mu.Unlock()
+	if r.timer != nil {
+		r.timer.Stop()
+		r.timer = nil
+	}
+}
+
+// arm keeps one timer set for the call's next deadline. A timer that fires
+// after it was replaced is recognised by its generation and dropped, so
+// Stop's result does not matter; and a Tick that comes early (the Call finds
+// nothing due) is harmless, since the spent timer is re-armed here.
+func (r *Runner) arm(call *Call) {
+	at, ok := call.Deadline()
+	if r.timer != nil && ok && at.Equal(r.timerAt) {
+		return
+	}
+	if r.timer != nil {
+		r.timer.Stop()
+		r.timer = nil
+	}
+	if !ok {
+		return
+	}
+	r.gen++
+	gen := r.gen
+	r.timerAt = at
+	r.timer = r.clk.AfterFunc(max(at.Sub(r.clk.Now()), 0), func() { r.Post(fired{gen: gen}) })
+}
+
+func (r *Runner) execute(acts []Action) {
+	for _, a := range acts {
+		r.debug("action", a)
+		if f, ok := a.(Finish); ok {
+			r.logFinish(f.Record)
+		}
+		r.ex.Execute(a)
+	}
+}
+
+// debug logs one event or action; formatting is skipped unless debug is on.
+func (r *Runner) debug(what string, v any) {
+	if ce := r.log.Check(zapcore.DebugLevel, what); ce != nil {
+		ce.Write(zap.String("type", fmt.Sprintf("%T", v)), zap.String(what, fmt.Sprintf("%+v", v)))
+	}
+}
+
+func (r *Runner) logFinish(rec Record) {
+	fields := []zap.Field{
+		zap.String("outcome", rec.Outcome),
+		zap.Int("code", rec.Code),
+		zap.Duration("duration", rec.End.Sub(rec.Start)),
+		zap.Int("legs", len(rec.Legs)),
+	}
+	if rec.AnsweredBy != "" {
+		fields = append(fields, zap.String("answered_by", rec.AnsweredBy))
+	}
+	if rec.Fallback != "" {
+		fields = append(fields, zap.String("fallback", rec.Fallback))
+	}
+	if len(rec.Notes) > 0 {
+		fields = append(fields, zap.Strings("notes", rec.Notes))
+	}
+	r.log.Info("call finished", fields...)
 }
