@@ -14,9 +14,20 @@ type Diagnostic struct {
 }
 
 // String renders file:line:col: path: msg.
-func (d Diagnostic) String() string {
+func (d Diagnostic) String() string { return d.render("") }
+
+// warning renders a warning the way check prints it: the position first,
+// so editors and grep treat it like an error, then "warning: ".
+func (d Diagnostic) warning() string { return d.render("warning: ") }
+
+func (d Diagnostic) render(kind string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s:%d:%d: ", d.File, d.Line, d.Col)
+	if d.Line > 0 {
+		fmt.Fprintf(&b, "%s:%d:%d: ", d.File, d.Line, d.Col)
+	} else {
+		fmt.Fprintf(&b, "%s: ", d.File)
+	}
+	b.WriteString(kind)
 	if d.Path != "" {
 		b.WriteString(d.Path)
 		b.WriteString(": ")
