@@ -1,0 +1,117 @@
+package sip
+
+import (
+	"sync"
+
+	sipmsg "github.com/emiago/sipgo/sip"
+	"go.uber.org/zap"
+
+	"github.com/ringroute/ringroute/config"
+	"github.com/ringroute/ringroute/routing"
+)
+
+// call is one call as this package sees it: the caller's dialog, the legs
+// routing asked for, and the bridge between the caller and the winner. It
+// is routing's Executor for that call.
+type call struct {
+	s      *Server
+	log    *zap.Logger
+	cfg    *config.Config
+	runner *routing.Runner
+	a      *uas
+
+	// legs is touched only on the runner goroutine (Execute); handlers find
+	// legs through the dialog table.
+	legs map[routing.LegID]*uac
+
+	mu         sync.Mutex
+	winner     *uac // set by AnswerCaller; the other side of the bridge
+	reinviting bool // an in-dialog INVITE is being relayed
+}
+
+var _ routing.Executor = (*call)(nil)
+
+// Execute carries out one routing action. It runs on the call's runner
+// goroutine and must not block: anything that waits on the network runs on
+// the leg's or the caller side's own goroutine.
+func (c *call) Execute(act routing.Action) {
+	switch a := act.(type) {
+	case routing.StartLeg:
+		l := c.newLeg(a)
+		c.legs[a.Leg] = l
+		c.s.live.legs.Add(1)
+		go l.run()
+	case routing.CancelLeg:
+		if l := c.legs[a.Leg]; l != nil {
+			l.cancel(a)
+		}
+	case routing.HangUpLeg:
+		if l := c.legs[a.Leg]; l != nil {
+			l.hangUp()
+		}
+	case routing.RingCaller:
+		c.a.ring()
+	case routing.AnswerCaller:
+		l := c.legs[a.Leg]
+		if l == nil {
+			c.runner.Post(routing.CallerAnswerFailed{})
+			return
+		}
+		c.mu.Lock()
+		c.winner = l
+		c.mu.Unlock()
+		c.a.answer(l)
+	case routing.RejectCaller:
+		c.a.reject(a.Code)
+	case routing.HangUpCaller:
+		c.a.hangUp()
+	case routing.Finish:
+		c.log.Info("call finished",
+			zap.String("outcome", a.Record.Outcome),
+			zap.Int("code", a.Record.Code),
+			zap.String("answered_by", a.Record.AnsweredBy),
+			zap.String("fallback", a.Record.Fallback))
+		if c.s.cdr != nil {
+			c.s.cdr.Write(a.Record)
+		}
+	default:
+		c.log.Error("unknown routing action", zap.Any("action", act))
+	}
+}
+
+// peer is the other side of the bridge for a dialog side, or nil when the
+// call is not (or no longer) bridged.
+func (c *call) peer(leg *uac) *dialog {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.winner == nil {
+		return nil
+	}
+	if leg == nil {
+		return &c.winner.dialog
+	}
+	if leg == c.winner {
+		return &c.a.dialog
+	}
+	return nil
+}
+
+// cleanup runs when the runner is done: every leg has ended.
+func (c *call) cleanup() {
+	c.s.dialogs.remove(c.a.callID, c.a.localTag())
+	c.a.stop()
+	c.s.live.calls.Add(-1)
+	c.s.calls.Done()
+}
+
+// post sends an event to the call's runner.
+func (c *call) post(ev routing.Event) { c.runner.Post(ev) }
+
+// callerParty is the caller as routing sees it.
+func callerParty(req *sipmsg.Request) routing.Party {
+	from := req.From()
+	u := from.Address
+	u.UriParams = nil
+	u.Headers = nil
+	return routing.Party{URI: u.String(), Display: unquote(from.DisplayName)}
+}

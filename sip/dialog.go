@@ -1,0 +1,196 @@
+package sip
+
+import (
+	"sync"
+	"time"
+
+	sipgo "github.com/emiago/sipgo"
+	sipmsg "github.com/emiago/sipgo/sip"
+
+	"github.com/ringroute/ringroute/routing"
+)
+
+// dialog is one side of a bridged call as RFC 3261 §12 defines it: what we
+// need to send requests inside it. sipgo's dialog helpers are not used
+// because a B2BUA must hold both sides of every dialog in one place and
+// decide itself when to ACK, CANCEL and BYE (see the notes on WaitAnswer).
+type dialog struct {
+	mu           sync.Mutex
+	callID       string
+	local        sipmsg.FromHeader // our party, with our tag
+	remote       sipmsg.ToHeader   // their party, with their tag
+	remoteTarget sipmsg.Uri        // their Contact
+	routeSet     []sipmsg.Uri      // in the order requests carry them
+	cseq         uint32            // last CSeq we used
+	remoteCSeq   uint32            // last CSeq they used
+	client       *sipgo.Client
+	transport    string // "UDP", "TCP"
+	// destination overrides where requests go when there is no route set:
+	// the source address of the peer's messages, so that phones behind NAT
+	// and TCP connections the peer opened keep working.
+	destination string
+	contact     *sipmsg.ContactHeader
+	// pending is a relayed re-INVITE whose 2xx we sent this peer and whose
+	// ACK we wait for.
+	pending *pendingAck
+}
+
+func (d *dialog) localTag() string {
+	t, _ := d.local.Params.Get("tag")
+	return t
+}
+
+// newRequest builds the next in-dialog request of method m (RFC 3261
+// §12.2.1.1). ACK reuses the CSeq of the INVITE it acknowledges, which the
+// caller passes as seq; other methods take the next number (seq 0).
+func (d *dialog) newRequest(m sipmsg.RequestMethod, seq uint32) *sipmsg.Request {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if seq == 0 {
+		d.cseq++
+		seq = d.cseq
+	}
+	req := sipmsg.NewRequest(m, *d.remoteTarget.Clone())
+	for _, r := range d.routeSet {
+		req.AppendHeader(&sipmsg.RouteHeader{Address: *r.Clone()})
+	}
+	from := d.local
+	from.Params = d.local.Params.Clone()
+	req.AppendHeader(&from)
+	to := d.remote
+	to.Params = d.remote.Params.Clone()
+	req.AppendHeader(&to)
+	cid := sipmsg.CallIDHeader(d.callID)
+	req.AppendHeader(&cid)
+	req.AppendHeader(&sipmsg.CSeqHeader{SeqNo: seq, MethodName: m})
+	mf := sipmsg.MaxForwardsHeader(70)
+	req.AppendHeader(&mf)
+	if m == sipmsg.INVITE || m == sipmsg.UPDATE {
+		req.AppendHeader(d.contact.Clone())
+	}
+	req.SetTransport(d.transport)
+	if d.destination != "" && len(d.routeSet) == 0 {
+		req.SetDestination(d.destination)
+	}
+	return req
+}
+
+// checkRemoteCSeq records the CSeq of a request from the peer and reports
+// whether it is in order (RFC 3261 §12.2.2: lower than the last is a 500).
+func (d *dialog) checkRemoteCSeq(req *sipmsg.Request) bool {
+	cs := req.CSeq()
+	if cs == nil {
+		return false
+	}
+	if cs.MethodName == sipmsg.ACK || cs.MethodName == sipmsg.CANCEL {
+		return true
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.remoteCSeq != 0 && cs.SeqNo <= d.remoteCSeq {
+		return false
+	}
+	d.remoteCSeq = cs.SeqNo
+	return true
+}
+
+// dialogRef tells which side of which call a dialog belongs to.
+type dialogRef struct {
+	call *call
+	leg  *uac // nil: the caller side
+}
+
+// dialogTable finds the call for in-dialog requests, keyed by Call-ID and
+// our own tag (the To tag of a request the peer sends us).
+type dialogTable struct {
+	mu sync.Mutex
+	m  map[string]dialogRef
+}
+
+func dialogKey(callID, localTag string) string { return callID + "\x00" + localTag }
+
+func (t *dialogTable) add(callID, localTag string, r dialogRef) {
+	t.mu.Lock()
+	t.m[dialogKey(callID, localTag)] = r
+	t.mu.Unlock()
+}
+
+func (t *dialogTable) remove(callID, localTag string) {
+	t.mu.Lock()
+	delete(t.m, dialogKey(callID, localTag))
+	t.mu.Unlock()
+}
+
+// match finds the dialog of a request the peer sent: our tag is its To tag.
+func (t *dialogTable) match(req *sipmsg.Request) (dialogRef, bool) {
+	cid, to := req.CallID(), req.To()
+	if cid == nil || to == nil {
+		return dialogRef{}, false
+	}
+	tag, ok := to.Params.Get("tag")
+	if !ok {
+		return dialogRef{}, false
+	}
+	t.mu.Lock()
+	r, ok := t.m[dialogKey(cid.Value(), tag)]
+	t.mu.Unlock()
+	return r, ok
+}
+
+// recentLegs remembers the Call-IDs of B-legs that ended, for as long as a
+// member may still retransmit a 2xx (64*T1). A 2xx that arrives after its
+// transaction is gone (sipgo hands those to the stray-response handler) is
+// ACKed and BYEd only when its Call-ID is ours: answering stray 2xx from
+// anyone would let a forged response make us send requests to any address.
+type recentLegs struct {
+	mu    sync.Mutex
+	m     map[string]time.Time
+	clock routing.Clock
+	stop  routing.Timer
+}
+
+func (r *recentLegs) init(clk routing.Clock) {
+	r.m = map[string]time.Time{}
+	r.clock = clk
+}
+
+func (r *recentLegs) add(callID string) {
+	now := r.clock.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.m[callID] = now
+	if r.stop == nil {
+		r.stop = r.clock.AfterFunc(sipmsg.Timer_M, r.sweep)
+	}
+}
+
+func (r *recentLegs) has(callID string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.m[callID]
+	return ok
+}
+
+func (r *recentLegs) sweep() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cut := r.clock.Now().Add(-2 * sipmsg.Timer_M)
+	for k, t := range r.m {
+		if t.Before(cut) {
+			delete(r.m, k)
+		}
+	}
+	r.stop = nil
+	if len(r.m) > 0 {
+		r.stop = r.clock.AfterFunc(sipmsg.Timer_M, r.sweep)
+	}
+}
+
+func (r *recentLegs) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stop != nil {
+		r.stop.Stop()
+		r.stop = nil
+	}
+}

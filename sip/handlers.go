@@ -1,0 +1,227 @@
+package sip
+
+import (
+	"net/netip"
+	"strings"
+
+	sipmsg "github.com/emiago/sipgo/sip"
+	"go.uber.org/zap"
+
+	"github.com/ringroute/ringroute/config"
+	"github.com/ringroute/ringroute/routing"
+)
+
+// routes wires one handler per method into sipgo.
+func (s *Server) routes() {
+	s.srv.OnInvite(s.onInvite)
+	s.srv.OnAck(s.onAck)
+	s.srv.OnBye(s.onBye)
+	s.srv.OnCancel(s.onUnmatchedCancel)
+	s.srv.OnOptions(s.onOptions)
+	s.srv.OnUpdate(s.onInDialog)
+	s.srv.OnInfo(s.onInDialog)
+	s.srv.OnNoRoute(s.onOther)
+}
+
+// onInvite handles a new call, or a re-INVITE inside a dialog. sipgo
+// requires the handler not to return before the final response is sent:
+// when it returns sipgo ends the transaction.
+func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	if !valid(req) || req.Contact() == nil {
+		_ = s.respond(req, tx, 400, "Bad Request")
+		return
+	}
+	if _, ok := req.To().Params.Get("tag"); ok {
+		s.onInDialog(req, tx)
+		return
+	}
+	// Our To tag goes into the request before anything answers it, so every
+	// response, including the 487 sipgo builds itself after a CANCEL,
+	// carries the same tag as our 180 and 200 (RFC 3261 §8.2.6.2).
+	tag := sipmsg.GenerateTagN(16)
+	req.To().Params.Add("tag", tag)
+	_ = s.respond(req, tx, 100, "Trying")
+
+	cfg := s.Config()
+	callID := req.CallID().Value()
+	log := s.log.With(zap.String("call_id", callID))
+	reject := func(code int, why string, hdrs ...sipmsg.Header) {
+		log.Info("call rejected", zap.Int("code", code), zap.String("why", why),
+			zap.String("from", req.From().Address.String()), zap.String("source", req.Source()))
+		_ = s.respond(req, tx, code, reasonPhrase(code), hdrs...)
+		s.writeRejected(req, code)
+	}
+
+	if s.draining.Load() {
+		reject(503, "draining", sipmsg.NewHeader("Retry-After", "30"))
+		return
+	}
+	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
+		reject(483, "Max-Forwards is 0")
+		return
+	}
+	if req.Recipient.Scheme != "sip" && req.Recipient.Scheme != "sips" {
+		reject(416, "request-URI is not a SIP URI")
+		return
+	}
+	if ext := unsupported(req); ext != "" {
+		reject(420, "requires "+ext, sipmsg.NewHeader("Unsupported", ext))
+		return
+	}
+	if !cfg.ServesDomain(req.Recipient.Host) {
+		reject(404, "domain not served")
+		return
+	}
+	if !s.trusted(cfg, req) {
+		// Until the registrar can challenge, only trunks may call in.
+		reject(403, "source is not a trunk")
+		return
+	}
+	g := cfg.GroupByNumber(req.Recipient.User)
+	if g == nil {
+		reject(404, "no group has this number")
+		return
+	}
+	s.startCall(cfg, g, req, tx, tag, log.With(zap.String("group", g.Name)))
+}
+
+// startCall runs one call and blocks until the caller has its final
+// response.
+func (s *Server) startCall(cfg *config.Config, g *config.Group, req *sipmsg.Request, tx sipmsg.ServerTransaction, tag string, log *zap.Logger) {
+	c := &call{s: s, log: log, cfg: cfg, legs: map[routing.LegID]*uac{}}
+	c.a = newUAS(c, req, tx, tag)
+	c.runner = routing.NewRunner(routing.Setup{
+		CallID:  c.a.callID,
+		Config:  cfg,
+		Group:   g,
+		Dialled: req.Recipient.User,
+		Caller:  callerParty(req),
+		Rand:    s.newRand(),
+	}, s.clock, c, log)
+	s.dialogs.add(c.a.callID, tag, dialogRef{call: c})
+	if !tx.OnCancel(func(*sipmsg.Request) { c.a.onCancel() }) {
+		// The CANCEL beat us to it.
+		c.a.onCancel()
+	}
+	s.calls.Add(1)
+	s.live.calls.Add(1)
+	go func() {
+		c.runner.Run()
+		c.cleanup()
+	}()
+	select {
+	case <-c.a.finalSent:
+	case <-tx.Done():
+		// The transaction died without a final response (transport error):
+		// the caller is gone.
+		c.post(routing.CallerCancelled{})
+	}
+}
+
+// trusted reports whether the request comes from a trunk.
+func (s *Server) trusted(cfg *config.Config, req *sipmsg.Request) bool {
+	src, err := netip.ParseAddrPort(req.Source())
+	if err != nil {
+		return false
+	}
+	return cfg.Trunk(src.Addr()) != nil
+}
+
+// unsupported lists the option tags the caller requires that we do not
+// support (RFC 3261 §8.2.2.3); we support none.
+func unsupported(req *sipmsg.Request) string {
+	var tags []string
+	for _, h := range req.GetHeaders("Require") {
+		for _, t := range strings.Split(h.Value(), ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				tags = append(tags, t)
+			}
+		}
+	}
+	return strings.Join(tags, ", ")
+}
+
+// writeRejected writes the CDR of a call refused before routing.
+func (s *Server) writeRejected(req *sipmsg.Request, code int) {
+	if s.cdr == nil {
+		return
+	}
+	now := s.clock.Now()
+	s.cdr.Write(routing.Record{
+		CallID:  req.CallID().Value(),
+		Caller:  callerParty(req).URI,
+		Dialled: req.Recipient.User,
+		Start:   now,
+		End:     now,
+		Outcome: routing.OutcomeRejected,
+		Code:    code,
+		Groups:  []string{},
+		Legs:    []routing.LegRecord{},
+	})
+}
+
+// onAck takes the ACK for a 2xx of ours (ACKs for failures are absorbed by
+// their transaction). An ACK is never answered.
+func (s *Server) onAck(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	r, ok := s.dialogs.match(req)
+	if !ok {
+		return
+	}
+	if r.leg == nil {
+		r.call.a.onAck(req)
+		return
+	}
+	r.leg.onAck(req)
+}
+
+// onBye ends the call from either side.
+func (s *Server) onBye(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	if !valid(req) {
+		_ = s.respond(req, tx, 400, "Bad Request")
+		return
+	}
+	r, ok := s.dialogs.match(req)
+	if !ok {
+		_ = s.respond(req, tx, 481, reasonPhrase(481))
+		return
+	}
+	_ = s.respond(req, tx, 200, "OK")
+	if r.leg == nil {
+		if r.call.a.onBye() {
+			r.call.log.Debug("caller hung up")
+			r.call.post(routing.CallerEnded{})
+		}
+		return
+	}
+	if r.leg.onBye() {
+		r.leg.log.Debug("member hung up")
+		r.leg.end()
+	}
+}
+
+// onUnmatchedCancel: CANCELs that match an INVITE never get here (sipgo
+// answers them and sends 487); what is left matches nothing.
+func (s *Server) onUnmatchedCancel(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	_ = s.respond(req, tx, 481, reasonPhrase(481))
+}
+
+// onOptions answers keepalive pings from trunks and load balancers, in or
+// out of a dialog.
+func (s *Server) onOptions(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	_ = s.respond(req, tx, 200, "OK",
+		sipmsg.NewHeader("Allow", allowed),
+		sipmsg.NewHeader("Accept", "application/sdp"),
+	)
+}
+
+// onOther answers methods we do not handle.
+func (s *Server) onOther(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	if req.IsAck() {
+		return
+	}
+	if knownMethods[req.Method] {
+		_ = s.respond(req, tx, 405, reasonPhrase(405), sipmsg.NewHeader("Allow", allowed))
+		return
+	}
+	_ = s.respond(req, tx, 501, reasonPhrase(501), sipmsg.NewHeader("Allow", allowed))
+}

@@ -1,0 +1,341 @@
+// Package sip is ringroute's SIP edge, built on sipgo: the listeners, one
+// handler per method, the caller-facing (A) and member-facing (B) dialogs of
+// every call, and the glue that turns SIP transactions into routing events
+// and routing actions into SIP messages.
+//
+// Decisions about a call (who rings, who wins, where it falls back) are made
+// in package routing; this package only carries them out and reports what
+// the network said. Each call has one routing.Runner goroutine; sipgo's
+// per-message goroutines only post events to it, which absorbs sipgo
+// delivering messages of one dialog out of order.
+//
+// sipgo's own "sip" package is imported as sipmsg throughout, so it never
+// clashes with this one.
+package sip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	sipgo "github.com/emiago/sipgo"
+	sipmsg "github.com/emiago/sipgo/sip"
+	"go.uber.org/zap"
+
+	"github.com/ringroute/ringroute/config"
+	"github.com/ringroute/ringroute/routing"
+)
+
+// CDRWriter receives one record per finished call.
+type CDRWriter interface {
+	Write(r routing.Record)
+}
+
+// Options are a Server's collaborators. Log is required.
+type Options struct {
+	Log   *zap.Logger
+	CDR   CDRWriter     // nil: no CDR
+	Clock routing.Clock // nil: the system clock
+	// Seed makes random strategies reproducible: call n gets a source
+	// seeded with (Seed, n). 0 picks a random seed.
+	Seed uint64
+	// Version goes into User-Agent and Server headers.
+	Version string
+}
+
+// Server is one running SIP endpoint: its listeners, its clients and every
+// call in progress.
+type Server struct {
+	log     *zap.Logger
+	cfg     atomic.Pointer[config.Config]
+	cdr     CDRWriter
+	clock   routing.Clock
+	seed    uint64
+	callSeq atomic.Uint64
+	agent   string
+
+	ua  *sipgo.UserAgent
+	srv *sipgo.Server
+	// One client per transport: sipgo must not pin the UDP listener as the
+	// source of TCP requests (it would pick the wrong connection), and UDP
+	// requests must leave from the listener so peers and NATs see one
+	// address.
+	clients map[string]*sipgo.Client
+
+	host      string         // host for Via, Contact and From: advertise, else the listen IP
+	addrs     map[string]netip.AddrPort // bound listener per transport
+	closers   []func() error
+	listening sync.WaitGroup
+
+	dialogs  dialogTable
+	recent   recentLegs
+	draining atomic.Bool
+	calls    sync.WaitGroup
+	live     struct{ calls, legs atomic.Int64 }
+}
+
+// New builds a Server for cfg; Start binds it.
+func New(cfg *config.Config, opts Options) (*Server, error) {
+	if opts.Log == nil {
+		return nil, errors.New("sip: Options.Log is required")
+	}
+	s := &Server{
+		log:     opts.Log,
+		cdr:     opts.CDR,
+		clock:   opts.Clock,
+		seed:    opts.Seed,
+		agent:   "ringroute",
+		clients: map[string]*sipgo.Client{},
+		addrs:   map[string]netip.AddrPort{},
+	}
+	if opts.Version != "" {
+		s.agent = "ringroute/" + opts.Version
+	}
+	if s.clock == nil {
+		s.clock = systemClock{}
+	}
+	if s.seed == 0 {
+		s.seed = rand.Uint64()
+	}
+	s.cfg.Store(cfg)
+	s.dialogs.m = map[string]dialogRef{}
+	s.recent.init(s.clock)
+
+	slogger := newSlog(s.log)
+	setDefaultLoggerOnce.Do(func() {
+		sipmsg.SetDefaultLogger(slogger)
+		// SDP offers with many codecs and ICE lines pass 1300 bytes; sipgo
+		// refuses UDP writes above UDPMTUSize-200 and has no fallback to TCP.
+		sipmsg.UDPMTUSize = 65000
+	})
+
+	ua, err := sipgo.NewUA(
+		sipgo.WithUserAgent(s.agent),
+		sipgo.WithUserAgentTransactionLayerOptions(
+			sipmsg.WithTransactionLayerLogger(slogger),
+			sipmsg.WithTransactionLayerUnhandledResponseHandler(s.onStrayResponse),
+		),
+		sipgo.WithUserAgentTransportLayerOptions(
+			sipmsg.WithTransportLayerLogger(slogger),
+		),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("sip: user agent: %w", err)
+	}
+	s.ua = ua
+	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(slogger))
+	if err != nil {
+		ua.Close()
+		return nil, fmt.Errorf("sip: server: %w", err)
+	}
+	s.srv = srv
+	s.routes()
+	return s, nil
+}
+
+// Config is the snapshot new calls start with.
+func (s *Server) Config() *config.Config { return s.cfg.Load() }
+
+// SetConfig makes cfg the snapshot for new calls; calls in progress keep
+// theirs.
+func (s *Server) SetConfig(cfg *config.Config) { s.cfg.Store(cfg) }
+
+// Start binds every `listen` address of the config and serves on it.
+// Port 0 binds a free port; Addr tells which.
+func (s *Server) Start() error {
+	cfg := s.Config()
+	for _, l := range cfg.Listen {
+		if err := s.listen(l); err != nil {
+			s.Close()
+			return err
+		}
+	}
+	s.host = cfg.Advertise
+	if s.host == "" {
+		s.host = s.defaultHost()
+	}
+	for tr, ap := range s.addrs {
+		opts := []sipgo.ClientOption{
+			sipgo.WithClientHostname(s.host),
+			sipgo.WithClientPort(int(ap.Port())),
+			sipgo.WithClientLogger(newSlog(s.log)),
+		}
+		if tr == "udp" {
+			// Pin the listener as the source of every UDP request: the
+			// member sees one address, and CANCEL leaves from where the
+			// INVITE did.
+			opts = append(opts, sipgo.WithClientConnectionAddr(ap.String()), sipgo.WithClientNAT())
+		}
+		c, err := sipgo.NewClient(s.ua, opts...)
+		if err != nil {
+			s.Close()
+			return fmt.Errorf("sip: client for %s: %w", tr, err)
+		}
+		s.clients[tr] = c
+	}
+	if _, ok := s.clients["udp"]; !ok {
+		// Members on UDP are still reachable from an ephemeral socket.
+		c, err := sipgo.NewClient(s.ua, sipgo.WithClientHostname(s.host), sipgo.WithClientNAT())
+		if err != nil {
+			s.Close()
+			return err
+		}
+		s.clients["udp"] = c
+	}
+	return nil
+}
+
+func (s *Server) listen(l config.Listen) error {
+	switch l.Transport {
+	case "udp":
+		pc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(l.Addr))
+		if err != nil {
+			return fmt.Errorf("sip: listen udp://%s: %w", l.Addr, err)
+		}
+		_ = pc.SetReadBuffer(4 << 20)
+		_ = pc.SetWriteBuffer(4 << 20)
+		ap := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+		s.addrs["udp"] = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		s.closers = append(s.closers, pc.Close)
+		s.listening.Add(1)
+		go func() {
+			defer s.listening.Done()
+			_ = s.srv.ServeUDP(pc)
+		}()
+		// sipgo adds the listener to its connection pool on the serving
+		// goroutine; a request pinned to it before that fails (sipgo #367).
+		deadline := time.Now().Add(2 * time.Second)
+		for {
+			if c, _ := s.ua.TransportLayer().GetConnection("udp", pc.LocalAddr().String()); c != nil {
+				c.TryClose() // drop the reference GetConnection took
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("sip: udp listener %s did not come up", l.Addr)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	case "tcp":
+		ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(l.Addr))
+		if err != nil {
+			return fmt.Errorf("sip: listen tcp://%s: %w", l.Addr, err)
+		}
+		ap := ln.Addr().(*net.TCPAddr).AddrPort()
+		s.addrs["tcp"] = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		s.closers = append(s.closers, ln.Close)
+		s.listening.Add(1)
+		go func() {
+			defer s.listening.Done()
+			_ = s.srv.ServeTCP(ln)
+		}()
+	default:
+		return fmt.Errorf("sip: listen %s://%s: transport not supported yet", l.Transport, l.Addr)
+	}
+	return nil
+}
+
+// defaultHost is the address peers can reach us at when no `advertise` is
+// set: the first listener's IP, or when that is a wildcard, the address the
+// kernel would use toward the outside, else loopback.
+func (s *Server) defaultHost() string {
+	for _, tr := range []string{"udp", "tcp"} {
+		if ap, ok := s.addrs[tr]; ok && !ap.Addr().IsUnspecified() {
+			return ap.Addr().String()
+		}
+	}
+	if c, err := net.Dial("udp", "192.0.2.1:9"); err == nil {
+		defer c.Close()
+		if ua, ok := c.LocalAddr().(*net.UDPAddr); ok && !ua.IP.IsUnspecified() {
+			return ua.IP.String()
+		}
+	}
+	return "127.0.0.1"
+}
+
+// Addr is the bound address of the listener for transport ("udp", "tcp").
+func (s *Server) Addr(transport string) (netip.AddrPort, bool) {
+	ap, ok := s.addrs[transport]
+	return ap, ok
+}
+
+// Drain stops taking new calls: INVITEs get 503 with Retry-After. Calls in
+// progress go on.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// Live counts the calls and legs still alive, for leak checks and the admin
+// API.
+func (s *Server) Live() (calls, legs int) {
+	return int(s.live.calls.Load()), int(s.live.legs.Load())
+}
+
+// Wait blocks until every call has ended or ctx is done.
+func (s *Server) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { s.calls.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close stops the listeners and sipgo. Calls still in progress are cut off;
+// drain first.
+func (s *Server) Close() error {
+	for _, c := range s.closers {
+		_ = c()
+	}
+	s.closers = nil
+	s.listening.Wait()
+	s.recent.close()
+	return s.ua.Close()
+}
+
+// client is the sipgo client for a transport name as sipgo spells it
+// ("UDP", "TCP").
+func (s *Server) client(transport string) (*sipgo.Client, bool) {
+	c, ok := s.clients[sipmsg.NetworkToLower(transport)]
+	return c, ok
+}
+
+// contact is our Contact header for a transport.
+func (s *Server) contact(transport string) *sipmsg.ContactHeader {
+	tr := sipmsg.NetworkToLower(transport)
+	u := sipmsg.Uri{Scheme: "sip", User: "ringroute", Host: s.host}
+	if ap, ok := s.addrs[tr]; ok {
+		u.Port = int(ap.Port())
+	}
+	if tr != "udp" {
+		u.UriParams = sipmsg.NewParams()
+		u.UriParams.Add("transport", tr)
+	}
+	return &sipmsg.ContactHeader{Address: u}
+}
+
+// newRand gives each call its own reproducible source of chance.
+func (s *Server) newRand() *rand.Rand {
+	n := s.callSeq.Add(1)
+	return rand.New(rand.NewPCG(s.seed, n))
+}
+
+// systemClock is the wall clock for call runners.
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+func (systemClock) AfterFunc(d time.Duration, f func()) routing.Timer {
+	return time.AfterFunc(d, f)
+}
+
+// itoa avoids fmt on hot paths.
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// Draining reports whether Drain was called.
+func (s *Server) Draining() bool { return s.draining.Load() }

@@ -1,0 +1,502 @@
+package sip
+
+import (
+	"context"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	sipgo "github.com/emiago/sipgo"
+	sipmsg "github.com/emiago/sipgo/sip"
+	"go.uber.org/zap"
+
+	"github.com/ringroute/ringroute/routing"
+)
+
+// cancelGrace is how long a leg we want to cancel may take to send its
+// first provisional response. RFC 3261 §9.1 forbids a CANCEL before one;
+// a member silent that long is treated as unreachable and its transaction
+// dropped locally (a 2xx that still comes is ACKed and BYEd as a stray).
+const cancelGrace = 4 * time.Second
+
+// dialTimeout bounds connecting to a TCP member; sipgo's default is a minute.
+const dialTimeout = 5 * time.Second
+
+// uac is one leg: an INVITE client transaction toward a member and, once
+// answered, the dialog with it.
+type uac struct {
+	dialog
+	c   *call
+	id  routing.LegID
+	t   routing.Target
+	log *zap.Logger
+
+	inv  *sipmsg.Request
+	wake chan struct{}
+
+	mu            sync.Mutex
+	tx            sipmsg.ClientTransaction
+	provisional   bool
+	pendingCancel *routing.CancelLeg
+	cancelSent    bool
+	answered      bool
+	res           *sipmsg.Response // the 2xx that answered
+	ack           *sipmsg.Request  // our ACK for it, once sent
+	delayed       bool             // the INVITE carried no offer: the ACK carries the answer
+	ending        bool             // BYE sent or received
+	terminal      bool             // the leg's last event was posted
+}
+
+func (c *call) newLeg(a routing.StartLeg) *uac {
+	return &uac{
+		c:    c,
+		id:   a.Leg,
+		t:    a.Target,
+		log:  c.log.With(zap.Int("leg", int(a.Leg)), zap.String("member", a.Target.Member)),
+		wake: make(chan struct{}, 1),
+	}
+}
+
+// build makes the INVITE for this leg: a new dialog with its own Call-ID
+// and tags, the caller's identity in From (display name after caller_id),
+// and the caller's offer.
+func (l *uac) build() (*sipmsg.Request, *sipgo.Client, int) {
+	s := l.c.s
+	var ruri sipmsg.Uri
+	if err := sipmsg.ParseUri(l.t.URI, &ruri); err != nil {
+		l.log.Warn("bad member URI", zap.String("uri", l.t.URI), zap.Error(err))
+		return nil, nil, 400
+	}
+	inv := sipmsg.NewRequest(sipmsg.INVITE, ruri)
+	a := l.c.a.req
+
+	user := a.From().Address.User
+	if user == "" {
+		user = "anonymous"
+	}
+	from := sipmsg.FromHeader{
+		DisplayName: quoted(l.t.Display),
+		Address:     sipmsg.Uri{Scheme: "sip", User: user, Host: s.host},
+		Params:      sipmsg.NewParams(),
+	}
+	from.Params.Add("tag", sipmsg.GenerateTagN(16))
+	to := sipmsg.ToHeader{Address: sipmsg.Uri{Scheme: ruri.Scheme, User: ruri.User, Host: ruri.Host, Port: ruri.Port}}
+	cid := sipmsg.CallIDHeader(newCallID())
+	inv.AppendHeader(&from)
+	inv.AppendHeader(&to)
+	inv.AppendHeader(&cid)
+	inv.AppendHeader(&sipmsg.CSeqHeader{SeqNo: 1, MethodName: sipmsg.INVITE})
+	mf := sipmsg.MaxForwardsHeader(70)
+	if h := a.MaxForwards(); h != nil && h.Val() > 0 {
+		// RFC 7332 §3.2.1: a B2BUA decrements Max-Forwards too, or two of
+		// them pointing at each other loop forever.
+		mf = sipmsg.MaxForwardsHeader(h.Val() - 1)
+	}
+	inv.AppendHeader(&mf)
+	if l.t.Transport != "" {
+		inv.SetTransport(strings.ToUpper(l.t.Transport))
+	}
+	if l.t.Destination != "" {
+		inv.SetDestination(l.t.Destination)
+	}
+	tr := inv.Transport()
+	client, ok := s.client(tr)
+	if !ok {
+		l.log.Warn("no listener for member transport", zap.String("transport", tr))
+		return nil, nil, 503
+	}
+	inv.AppendHeader(s.contact(tr))
+	inv.AppendHeader(sipmsg.NewHeader("Allow", allowed))
+	inv.AppendHeader(sipmsg.NewHeader("User-Agent", s.agent))
+	body := a.Body()
+	setBody(inv, body, contentType(a))
+	copyHeaders(a, inv, "Content-Disposition")
+
+	l.callID = cid.Value()
+	l.local = from
+	l.remote = to
+	l.cseq = 1
+	l.client = client
+	l.transport = tr
+	l.destination = l.t.Destination
+	l.contact = s.contact(tr)
+	l.delayed = len(body) == 0
+	return inv, client, 0
+}
+
+// run sends the INVITE and follows its transaction to the end of ringing.
+func (l *uac) run() {
+	inv, client, code := l.build()
+	if code != 0 {
+		l.fail(code, nil)
+		return
+	}
+	l.inv = inv
+	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
+	tx, err := client.TransactionRequest(ctx, inv)
+	cancel()
+	if err != nil {
+		l.log.Info("INVITE to member failed", zap.Error(err))
+		l.fail(503, nil)
+		return
+	}
+	l.mu.Lock()
+	l.tx = tx
+	pc := l.pendingCancel
+	l.mu.Unlock()
+	tx.OnRetransmission(l.onRetransmission)
+
+	var grace <-chan time.Time
+	if pc != nil {
+		grace = time.After(cancelGrace)
+	}
+	for {
+		select {
+		case res := <-tx.Responses():
+			switch {
+			case res.StatusCode < 200:
+				l.mu.Lock()
+				first := !l.provisional
+				l.provisional = true
+				pc := l.pendingCancel
+				l.mu.Unlock()
+				if first && pc != nil {
+					l.sendCancel(*pc)
+				}
+				if res.StatusCode > 100 {
+					l.c.post(routing.LegRinging{Leg: l.id, Code: res.StatusCode})
+				}
+			case res.StatusCode < 300:
+				l.answer(res)
+				return
+			default:
+				// sipgo has ACKed the failure itself.
+				l.fail(res.StatusCode, redirectTargets(res))
+				return
+			}
+		case <-tx.Done():
+			code := 503
+			if err := tx.Err(); err != nil && strings.Contains(err.Error(), sipmsg.ErrTransactionTimeout.Error()) {
+				code = 408
+			}
+			l.fail(code, nil)
+			return
+		case <-l.wake:
+			l.mu.Lock()
+			prov := l.provisional
+			l.mu.Unlock()
+			if !prov && grace == nil {
+				grace = time.After(cancelGrace)
+			}
+		case <-grace:
+			l.log.Debug("member silent after cancel; dropping the transaction")
+			tx.Terminate()
+			l.fail(408, nil)
+			return
+		}
+	}
+}
+
+// cancel asks the leg to stop ringing. Before any provisional response the
+// CANCEL waits for one (RFC 3261 §9.1).
+func (l *uac) cancel(a routing.CancelLeg) {
+	l.mu.Lock()
+	if l.answered || l.terminal || l.pendingCancel != nil {
+		l.mu.Unlock()
+		return
+	}
+	l.pendingCancel = &a
+	ready := l.provisional && l.tx != nil
+	l.mu.Unlock()
+	if ready {
+		l.sendCancel(a)
+		return
+	}
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// sendCancel sends CANCEL for our INVITE (RFC 3261 §9.1): same
+// Request-URI, top Via, From, To, Call-ID, CSeq number and Route.
+func (l *uac) sendCancel(a routing.CancelLeg) {
+	l.mu.Lock()
+	if l.cancelSent || l.answered {
+		l.mu.Unlock()
+		return
+	}
+	l.cancelSent = true
+	l.mu.Unlock()
+	inv := l.inv
+	req := sipmsg.NewRequest(sipmsg.CANCEL, *inv.Recipient.Clone())
+	req.AppendHeader(inv.Via().Clone())
+	for _, h := range inv.GetHeaders("Route") {
+		req.AppendHeader(sipmsg.NewHeader("Route", h.Value()))
+	}
+	req.AppendHeader(sipmsg.NewHeader("From", inv.From().Value()))
+	req.AppendHeader(sipmsg.NewHeader("To", inv.To().Value()))
+	cid := sipmsg.CallIDHeader(l.callID)
+	req.AppendHeader(&cid)
+	req.AppendHeader(&sipmsg.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: sipmsg.CANCEL})
+	mf := sipmsg.MaxForwardsHeader(70)
+	req.AppendHeader(&mf)
+	if a.Elsewhere {
+		req.AppendHeader(sipmsg.NewHeader("Reason", `SIP;cause=200;text="Call completed elsewhere"`))
+	}
+	req.SetTransport(inv.Transport())
+	if d := inv.Destination(); d != "" {
+		req.SetDestination(d)
+	}
+	req.Laddr = inv.Laddr
+	req.SetBody(nil)
+	l.log.Debug("cancelling leg", zap.Stringer("reason", a.Reason))
+	go l.c.s.sendAndWait(l.client, req, l.log)
+}
+
+// answer takes a 2xx: the dialog is established; it is ACKed at once when
+// the INVITE carried the offer.
+func (l *uac) answer(res *sipmsg.Response) {
+	l.mu.Lock()
+	l.answered = true
+	l.res = res
+	to := res.To()
+	l.remote = sipmsg.ToHeader{DisplayName: to.DisplayName, Address: *to.Address.Clone(), Params: to.Params.Clone()}
+	l.remoteTarget = *l.inv.Recipient.Clone()
+	if ct := res.Contact(); ct != nil {
+		l.remoteTarget = *ct.Address.Clone()
+	}
+	rr := res.GetHeaders("Record-Route")
+	l.routeSet = nil
+	for i := len(rr) - 1; i >= 0; i-- {
+		if h, ok := rr[i].(*sipmsg.RecordRouteHeader); ok {
+			l.routeSet = append(l.routeSet, *h.Address.Clone())
+		}
+	}
+	delayed := l.delayed
+	l.mu.Unlock()
+	l.c.s.dialogs.add(l.callID, l.localTag(), dialogRef{call: l.c, leg: l})
+	if !delayed {
+		l.sendAck(nil, "")
+	}
+	l.c.post(routing.LegAnswered{Leg: l.id})
+}
+
+// answerBody is the member's answer (or, for a delayed offer, its offer)
+// to pass to the caller.
+func (l *uac) answerBody() ([]byte, string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.res == nil {
+		return nil, ""
+	}
+	return l.res.Body(), contentType(l.res)
+}
+
+func (l *uac) sendAck(body []byte, ct string) {
+	l.mu.Lock()
+	if l.ack != nil {
+		l.mu.Unlock()
+		return
+	}
+	l.mu.Unlock()
+	ack := l.newRequest(sipmsg.ACK, l.inv.CSeq().SeqNo)
+	setBody(ack, body, ct)
+	l.mu.Lock()
+	l.ack = ack
+	l.mu.Unlock()
+	if err := l.client.WriteRequest(ack); err != nil {
+		l.log.Info("ACK to member failed", zap.Error(err))
+	}
+}
+
+// ackAnswer is called when the caller ACKed our 200: for a delayed offer
+// its ACK carries the answer the member is waiting for.
+func (l *uac) ackAnswer(body []byte, ct string) {
+	l.mu.Lock()
+	need := l.delayed && l.ack == nil && !l.ending
+	l.mu.Unlock()
+	if need {
+		l.sendAck(body, ct)
+	}
+}
+
+// onRetransmission sees further 2xx for our INVITE while its transaction
+// absorbs them (RFC 6026 Accepted state): the member did not get our ACK,
+// or a proxy in front of it forked and a second phone answered.
+func (l *uac) onRetransmission(res *sipmsg.Response) {
+	if !res.IsSuccess() {
+		return
+	}
+	tag, _ := res.To().Params.Get("tag")
+	l.mu.Lock()
+	ack := l.ack
+	ours, _ := l.remote.Params.Get("tag")
+	l.mu.Unlock()
+	if tag == ours {
+		if ack != nil {
+			_ = l.client.WriteRequest(ack)
+		}
+		return
+	}
+	l.c.s.ackAndBye(l.client, res, l.inv)
+}
+
+// hangUp ends an answered leg with BYE.
+func (l *uac) hangUp() {
+	l.mu.Lock()
+	if !l.answered || l.ending {
+		l.mu.Unlock()
+		return
+	}
+	l.ending = true
+	needAck := l.ack == nil
+	l.mu.Unlock()
+	if needAck {
+		l.sendAck(nil, "")
+	}
+	bye := l.newRequest(sipmsg.BYE, 0)
+	go func() {
+		l.c.s.sendAndWait(l.client, bye, l.log)
+		l.end()
+	}()
+}
+
+// onBye: the member hung up. It reports whether this ends the leg.
+func (l *uac) onBye() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ending {
+		return false
+	}
+	l.ending = true
+	return true
+}
+
+// end reports an answered leg over.
+func (l *uac) end() {
+	l.mu.Lock()
+	if l.terminal {
+		l.mu.Unlock()
+		return
+	}
+	l.terminal = true
+	l.mu.Unlock()
+	l.c.s.dialogs.remove(l.callID, l.localTag())
+	l.c.s.recent.add(l.callID)
+	l.c.s.live.legs.Add(-1)
+	l.c.post(routing.LegEnded{Leg: l.id})
+}
+
+// fail reports a leg that ended without answering.
+func (l *uac) fail(code int, contacts []string) {
+	l.mu.Lock()
+	if l.terminal {
+		l.mu.Unlock()
+		return
+	}
+	l.terminal = true
+	l.mu.Unlock()
+	if l.callID != "" {
+		l.c.s.recent.add(l.callID)
+	}
+	l.c.s.live.legs.Add(-1)
+	l.c.post(routing.LegFailed{Leg: l.id, Code: code, Contacts: contacts})
+}
+
+// redirectTargets are a 3xx's Contacts, highest q first.
+func redirectTargets(res *sipmsg.Response) []string {
+	if res.StatusCode < 300 || res.StatusCode >= 400 {
+		return nil
+	}
+	type target struct {
+		uri string
+		q   float64
+	}
+	var ts []target
+	for _, h := range res.GetHeaders("Contact") {
+		ct, ok := h.(*sipmsg.ContactHeader)
+		if !ok || ct.Address.Wildcard {
+			continue
+		}
+		q := 1.0
+		if v, ok := ct.Params.Get("q"); ok {
+			if f, err := strconv.ParseFloat(v, 64); err == nil {
+				q = f
+			}
+		}
+		ts = append(ts, target{ct.Address.String(), q})
+	}
+	sort.SliceStable(ts, func(i, j int) bool { return ts[i].q > ts[j].q })
+	out := make([]string, len(ts))
+	for i, t := range ts {
+		out[i] = t.uri
+	}
+	return out
+}
+
+// ackAndBye ends a dialog a stray 2xx set up with us (RFC 3261
+// §13.2.2.4: every 2xx is ACKed, and one we do not want is then BYEd). It
+// is built from the response alone.
+func (s *Server) ackAndBye(client *sipgo.Client, res *sipmsg.Response, inv *sipmsg.Request) {
+	from, to, cid, cseq := res.From(), res.To(), res.CallID(), res.CSeq()
+	if from == nil || to == nil || cid == nil || cseq == nil {
+		return
+	}
+	d := &dialog{
+		callID:    cid.Value(),
+		local:     sipmsg.FromHeader{DisplayName: from.DisplayName, Address: *from.Address.Clone(), Params: from.Params.Clone()},
+		remote:    sipmsg.ToHeader{DisplayName: to.DisplayName, Address: *to.Address.Clone(), Params: to.Params.Clone()},
+		cseq:      cseq.SeqNo,
+		client:    client,
+		transport: res.Transport(),
+	}
+	if ct := res.Contact(); ct != nil {
+		d.remoteTarget = *ct.Address.Clone()
+	} else if inv != nil {
+		d.remoteTarget = *inv.Recipient.Clone()
+	} else {
+		return
+	}
+	rr := res.GetHeaders("Record-Route")
+	for i := len(rr) - 1; i >= 0; i-- {
+		if h, ok := rr[i].(*sipmsg.RecordRouteHeader); ok {
+			d.routeSet = append(d.routeSet, *h.Address.Clone())
+		}
+	}
+	if inv != nil && inv.Destination() != "" {
+		d.destination = inv.Destination()
+	}
+	d.contact = s.contact(d.transport)
+	ack := d.newRequest(sipmsg.ACK, cseq.SeqNo)
+	ack.SetBody(nil)
+	if err := client.WriteRequest(ack); err != nil {
+		s.log.Debug("ACK for stray 2xx failed", zap.String("call_id", d.callID), zap.Error(err))
+	}
+	bye := d.newRequest(sipmsg.BYE, 0)
+	go s.sendAndWait(client, bye, s.log.With(zap.String("call_id", d.callID)))
+}
+
+// onStrayResponse gets responses that match no transaction: late 2xx for a
+// leg whose transaction we dropped, or retransmitted after it ended.
+func (s *Server) onStrayResponse(res *sipmsg.Response) {
+	if !res.IsSuccess() {
+		return
+	}
+	cseq, cid := res.CSeq(), res.CallID()
+	if cseq == nil || cid == nil || cseq.MethodName != sipmsg.INVITE || !s.recent.has(cid.Value()) {
+		return
+	}
+	client, ok := s.client(res.Transport())
+	if !ok {
+		return
+	}
+	s.log.Debug("ACK and BYE for a late 2xx", zap.String("call_id", cid.Value()))
+	s.ackAndBye(client, res, nil)
+}
+
+// newCallID is a fresh Call-ID for a leg: random, and recognisably ours in
+// traces.
+func newCallID() string { return "rr-" + sipmsg.GenerateTagN(22) }

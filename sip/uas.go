@@ -1,0 +1,258 @@
+package sip
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	sipgo "github.com/emiago/sipgo"
+	sipmsg "github.com/emiago/sipgo/sip"
+	"go.uber.org/zap"
+
+	"github.com/ringroute/ringroute/routing"
+)
+
+// uas is the caller's side of a call: the INVITE server transaction while
+// it is pending, then the dialog we share with the caller.
+type uas struct {
+	dialog
+	c   *call
+	req *sipmsg.Request
+	tx  sipmsg.ServerTransaction
+
+	mu        sync.Mutex
+	rang      bool
+	final     bool // a final response was sent (or sipgo sent 487)
+	cancelled bool
+	answered  bool
+	confirmed bool // the ACK for our 200 arrived
+	ended     bool // BYE sent or received
+	finalSent chan struct{}
+	acked     chan *sipmsg.Request
+	stopped   chan struct{}
+	stopOnce  sync.Once
+}
+
+func newUAS(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction, tag string) *uas {
+	a := &uas{
+		c: c, req: req, tx: tx,
+		finalSent: make(chan struct{}),
+		acked:     make(chan *sipmsg.Request, 1),
+		stopped:   make(chan struct{}),
+	}
+	from, to := req.From(), req.To()
+	a.callID = req.CallID().Value()
+	a.local = sipmsg.FromHeader{DisplayName: to.DisplayName, Address: *to.Address.Clone(), Params: to.Params.Clone()}
+	a.local.Params.Add("tag", tag)
+	a.remote = sipmsg.ToHeader{DisplayName: from.DisplayName, Address: *from.Address.Clone(), Params: from.Params.Clone()}
+	if ct := req.Contact(); ct != nil {
+		a.remoteTarget = *ct.Address.Clone()
+	}
+	for _, h := range req.GetHeaders("Record-Route") {
+		if rr, ok := h.(*sipmsg.RecordRouteHeader); ok {
+			a.routeSet = append(a.routeSet, *rr.Address.Clone())
+		}
+	}
+	a.remoteCSeq = req.CSeq().SeqNo
+	a.transport = req.Transport()
+	a.client, _ = c.s.client(a.transport)
+	a.destination = req.Source()
+	a.contact = c.s.contact(a.transport)
+	return a
+}
+
+// markFinal records that the INVITE transaction has its final response and
+// releases the INVITE handler, which sipgo requires to block until then.
+func (a *uas) markFinal() {
+	if !a.final {
+		a.final = true
+		close(a.finalSent)
+	}
+}
+
+// onCancel runs inside sipgo's transaction lock when the caller's CANCEL
+// matched our INVITE: sipgo has answered 200 and sends 487 itself. It only
+// records and posts.
+func (a *uas) onCancel() {
+	a.mu.Lock()
+	if a.answered || a.cancelled {
+		a.mu.Unlock()
+		return
+	}
+	a.cancelled = true
+	a.markFinal()
+	a.mu.Unlock()
+	a.c.post(routing.CallerCancelled{})
+}
+
+// response builds a response to the INVITE carrying our tag and Contact.
+func (a *uas) response(code int, body []byte, ct string) *sipmsg.Response {
+	res := sipmsg.NewResponseFromRequest(a.req, code, reasonPhrase(code), nil)
+	res.AppendHeader(sipmsg.NewHeader("Server", a.c.s.agent))
+	if code > 100 && code < 300 {
+		res.AppendHeader(a.contact.Clone())
+		res.AppendHeader(sipmsg.NewHeader("Allow", allowed))
+	}
+	setBody(res, body, ct)
+	return res
+}
+
+// ring sends 180 Ringing, once.
+func (a *uas) ring() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.rang || a.final {
+		return
+	}
+	a.rang = true
+	if err := a.tx.Respond(a.response(180, nil, "")); err != nil {
+		a.c.log.Debug("180 to caller failed", zap.Error(err))
+	}
+}
+
+// reject answers the INVITE with a final failure.
+func (a *uas) reject(code int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.final {
+		return
+	}
+	if err := a.tx.Respond(a.response(code, nil, "")); err != nil {
+		a.c.log.Debug("final response to caller failed", zap.Int("code", code), zap.Error(err))
+	}
+	a.markFinal()
+}
+
+// answer sends 200 with the winner's answer and keeps sending it until the
+// caller ACKs (RFC 3261 §13.3.1.4); the transaction layer does not
+// retransmit 2xx.
+func (a *uas) answer(l *uac) {
+	a.mu.Lock()
+	if a.final {
+		// The caller's CANCEL crossed the winner's 2xx.
+		a.mu.Unlock()
+		a.c.post(routing.CallerAnswerFailed{})
+		return
+	}
+	body, ct := l.answerBody()
+	res := a.response(200, body, ct)
+	a.answered = true
+	err := a.tx.Respond(res)
+	a.markFinal()
+	a.mu.Unlock()
+	if err != nil {
+		a.c.log.Info("200 to caller failed", zap.Error(err))
+		a.c.post(routing.CallerAnswerFailed{})
+		return
+	}
+	go a.awaitAck(res, l)
+}
+
+func (a *uas) awaitAck(res *sipmsg.Response, l *uac) {
+	reliable := sipmsg.IsReliable(a.transport)
+	interval := sipmsg.T1
+	deadline := time.NewTimer(64 * sipmsg.T1)
+	defer deadline.Stop()
+	tick := time.NewTimer(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case ack := <-a.acked:
+			a.mu.Lock()
+			a.confirmed = true
+			a.mu.Unlock()
+			// A delayed offer is answered in the caller's ACK; the winner
+			// waits for it in its own ACK.
+			l.ackAnswer(ack.Body(), contentType(ack))
+			return
+		case <-tick.C:
+			if !reliable {
+				if err := a.tx.Respond(res); err != nil {
+					a.c.log.Debug("200 retransmission failed", zap.Error(err))
+				}
+				interval *= 2
+				if interval > sipmsg.T2 {
+					interval = sipmsg.T2
+				}
+			}
+			tick.Reset(interval)
+		case <-deadline.C:
+			a.c.log.Info("caller never ACKed our 200")
+			a.c.post(routing.CallerAnswerFailed{})
+			return
+		case <-a.stopped:
+			return
+		}
+	}
+}
+
+// onAck routes an ACK the caller sent inside our dialog.
+func (a *uas) onAck(ack *sipmsg.Request) {
+	if a.dialog.ackPending(ack) {
+		return
+	}
+	a.mu.Lock()
+	confirmed := a.confirmed
+	a.mu.Unlock()
+	if !confirmed {
+		select {
+		case a.acked <- ack:
+		default:
+		}
+	}
+}
+
+// hangUp sends BYE to the answered caller.
+func (a *uas) hangUp() {
+	a.mu.Lock()
+	if a.ended || !a.answered {
+		a.mu.Unlock()
+		return
+	}
+	a.ended = true
+	a.mu.Unlock()
+	bye := a.newRequest(sipmsg.BYE, 0)
+	go a.c.s.sendAndWait(a.client, bye, a.c.log)
+}
+
+// onBye: the caller hung up.
+func (a *uas) onBye() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.ended {
+		return false
+	}
+	a.ended = true
+	return true
+}
+
+func (a *uas) stop() { a.stopOnce.Do(func() { close(a.stopped) }) }
+
+// sendAndWait sends a non-INVITE request and waits for its final response,
+// so the transaction is drained (sipgo's response channel is unbuffered).
+func (s *Server) sendAndWait(cl *sipgo.Client, req *sipmsg.Request, log *zap.Logger) *sipmsg.Response {
+	if cl == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 64*sipmsg.T1)
+	defer cancel()
+	tx, err := cl.TransactionRequest(ctx, req)
+	if err != nil {
+		log.Debug("request failed", zap.String("method", req.Method.String()), zap.Error(err))
+		return nil
+	}
+	defer tx.Terminate()
+	for {
+		select {
+		case res := <-tx.Responses():
+			if res.IsProvisional() {
+				continue
+			}
+			return res
+		case <-tx.Done():
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
