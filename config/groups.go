@@ -128,7 +128,9 @@ func (l *loader) schedule(n *yaml.Node, path string) *Schedule {
 	if v, ok := sf.scalar("timezone"); ok {
 		loc, err := time.LoadLocation(v.Value)
 		switch {
-		case v.Value == "" || v.Value == "Local":
+		case v.Value == "":
+			l.errorf(v, sf.at("timezone"), "is empty; name the zone, like Europe/Paris or UTC")
+		case v.Value == "Local":
 			l.errorf(v, sf.at("timezone"), "%q depends on the machine; name the zone, like Europe/Paris or UTC", v.Value)
 		case err != nil:
 			l.errorf(v, sf.at("timezone"), "%q is not an IANA time zone (like Europe/Paris, America/New_York or UTC)", v.Value)
@@ -196,10 +198,6 @@ func (l *loader) members(f *fields, gi *groupInfo) {
 	if !ok && f.present("members") && f.has("members") {
 		return // not a list: already reported
 	}
-	if len(items) == 0 {
-		l.warnf(f.pos("members"), f.at("members"), "group %q has no members; every call goes to fallback.noanswer", g.Name)
-		return
-	}
 	for i, it := range items {
 		path := index(f.at("members"), i)
 		mf := l.mapping(it, path, memberKeys)
@@ -250,15 +248,17 @@ func (l *loader) oneOf(f *fields, path string, keys []string, what string) strin
 	}
 	switch len(set) {
 	case 1:
-		if !f.has(set[0]) {
-			l.errorf(f.keys[set[0]], f.at(set[0]), "is empty; %s", what)
+		if v := f.vals[set[0]]; v == nil || v.Kind == yaml.ScalarNode && v.Value == "" {
+			l.errorf(f.pos(set[0]), f.at(set[0]), "is empty; %s", what)
 			return ""
 		}
 		return set[0]
 	case 0:
 		l.errorf(f.node, path, "needs one of %s; %s", strings.Join(keys, ", "), what)
-	default:
+	case 2:
 		l.errorf(f.keys[set[1]], path, "has both %s and %s; %s", set[0], set[1], what)
+	default:
+		l.errorf(f.keys[set[1]], path, "has %s and %s; %s", strings.Join(set[:len(set)-1], ", "), set[len(set)-1], what)
 	}
 	return ""
 }

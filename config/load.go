@@ -194,10 +194,30 @@ func (l *loader) document(data []byte) (root *yaml.Node, ok bool) {
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-// syntax records a yaml.v3 error. yaml.v3 gives at most a line ("yaml: line
-// 3: ..."), and none for problems on the first line or in the byte stream;
-// the column is the first non-blank one of that line, and stream problems
-// are found by scanning for them.
+// parserProblems are yaml.v3's parser (as opposed to scanner) errors. For
+// these it reports the line of the enclosing construct counted from 0, not
+// 1, so a list whose item is mis-indented is reported one line above the
+// list.
+var parserProblems = []string{
+	"did not find expected <stream-start>",
+	"did not find expected <document start>",
+	"found undefined tag handle",
+	"did not find expected node content",
+	"did not find expected '-' indicator",
+	"did not find expected key",
+	"did not find expected ',' or ']'",
+	"did not find expected ',' or '}'",
+	"found duplicate %YAML directive",
+	"found incompatible YAML document",
+	"found duplicate %TAG directive",
+}
+
+// syntax records a yaml.v3 error. yaml.v3 gives at most a line, which for
+// many problems is where the enclosing block starts rather than where the
+// mistake is, and never a column. So the position is found by parsing
+// growing prefixes of the file: the first line, then the first byte in it,
+// at which the same error appears is where the parser gave up. Stream
+// problems (bad UTF-8, control characters) are found by scanning for them.
 func (l *loader) syntax(data []byte, err error) {
 	msg := err.Error()
 	line := 0
@@ -207,14 +227,18 @@ func (l *loader) syntax(data []byte, err error) {
 	} else {
 		msg = strings.TrimPrefix(msg, "yaml: ")
 	}
+	if contains(parserProblems, msg) {
+		line++
+	}
 	col := 0
 	switch {
-	case line > 0:
 	case strings.Contains(msg, "UTF-8") || strings.Contains(msg, "control characters"):
 		line, col = badByte(data)
 	case strings.HasPrefix(msg, "unknown anchor '"):
 		name := strings.TrimSuffix(strings.TrimPrefix(msg, "unknown anchor '"), "' referenced")
 		line, col = offset(data, bytes.Index(data, []byte("*"+name)))
+	default:
+		line, col = locate(data, msg, max(line, 1))
 	}
 	if line <= 0 {
 		line = 1
@@ -222,7 +246,92 @@ func (l *loader) syntax(data []byte, err error) {
 	if col <= 0 {
 		col = firstCol(data, line)
 	}
-	l.errs = append(l.errs, Diagnostic{File: l.file, Line: line, Col: col, Msg: "YAML syntax: " + printable(msg)})
+	l.errs = append(l.errs, Diagnostic{File: l.file, Line: line, Col: col, Msg: "YAML syntax: " + printable(msg) + syntaxHints[msg]})
+}
+
+// syntaxHints turn the parser's words into the usual cause.
+var syntaxHints = map[string]string{
+	"did not find expected key":                       " (check this line's indentation)",
+	"did not find expected '-' indicator":             " (check this line's indentation)",
+	"found a tab character that violates indentation": " (indent with spaces, not tabs)",
+	"mapping values are not allowed in this context":  ` (quote a value that contains ": ", or check the indentation)`,
+	"found character that cannot start any token":     " (quote the value)",
+	"found unexpected end of stream":                  " (a quote is not closed)",
+	"did not find expected ',' or ']'":                " (a [ list is not closed)",
+	"did not find expected ',' or '}'":                " (a { mapping is not closed)",
+}
+
+// maxLocate bounds the prefix search, which parses the file once per step;
+// beyond this size the line yaml.v3 gave is used as it is.
+const maxLocate = 256 << 10
+
+// locate finds where the parser fails with msg: the first line at or after
+// from whose inclusion makes the error appear, then the first byte in that
+// line. It returns from and 0 when the search does not reproduce the error.
+func locate(data []byte, msg string, from int) (line, col int) {
+	if len(data) > maxLocate {
+		return from, 0
+	}
+	var ends []int // ends[k] is the length of the first k+1 lines
+	for i, b := range data {
+		if b == '\n' {
+			ends = append(ends, i+1)
+		}
+	}
+	if len(ends) == 0 || ends[len(ends)-1] != len(data) {
+		ends = append(ends, len(data))
+	}
+	if from > len(ends) {
+		return from, 0
+	}
+	k := sort.Search(len(ends)-(from-1), func(i int) bool {
+		return parseError(data[:ends[from-1+i]]) == msg
+	}) + from - 1
+	if k >= len(ends) {
+		return from, 0
+	}
+	start := 0
+	if k > 0 {
+		start = ends[k-1]
+	}
+	line = k + 1
+	if ends[k]-start > 512 {
+		return line, 0
+	}
+	for end := start + 1; end <= ends[k]; end++ {
+		if parseError(data[:end]) == msg {
+			_, col = offset(data, end-1)
+			return line, col
+		}
+	}
+	return line, 0
+}
+
+// parseError is the message (without "yaml: line N: ") that yaml.v3 gives
+// for data as document reads it, or "".
+func parseError(data []byte) (msg string) {
+	defer func() {
+		if recover() != nil {
+			msg = ""
+		}
+	}()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for range 2 {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, io.EOF) {
+			return ""
+		}
+		s := err.Error()
+		if m := yamlLine.FindStringSubmatch(s); m != nil {
+			return m[2]
+		}
+		return strings.TrimPrefix(s, "yaml: ")
+	}
+	return ""
 }
 
 // badByte finds the first byte YAML's reader rejects: invalid UTF-8 or a

@@ -110,12 +110,12 @@ func (l *loader) mapping(n *yaml.Node, path string, known []string) *fields {
 			if p.own {
 				l.errorf(p.key, path, "unknown key %q%s", name, l.suggestKey(name, known))
 			} else {
-				l.errorf(p.key, path, "unknown key %q (merged at line %d)%s", name, p.via.Line, l.suggestKey(name, known))
+				l.errorf(p.key, path, "unknown key %q%s, merged in at line %d", name, l.suggestKey(name, known), p.via.Line)
 			}
 			continue
 		}
 		if p.own && own[name] {
-			l.errorf(p.key, join(path, name), "set twice; the first is at line %d", f.keys[name].Line)
+			l.errorf(p.key, join(path, name), "set twice; the first is %s", earlier(f.keys[name], p.key))
 			continue
 		}
 		own[name] = own[name] || p.own
@@ -458,7 +458,37 @@ func suggest(s string, candidates []string) string {
 			best, bestD = c, d
 		}
 	}
+	if best == "" && len(s) >= 3 {
+		// "warning" for "warn", "rec" for "record": one is a prefix of the other.
+		for _, c := range candidates {
+			if len(c) >= 3 && (strings.HasPrefix(strings.ToLower(s), strings.ToLower(c)) || strings.HasPrefix(strings.ToLower(c), strings.ToLower(s))) {
+				return c
+			}
+		}
+	}
 	return best
+}
+
+// human prints a duration the way it would be written in the file: 1h,
+// 2m30s, 1.5s, rather than time.Duration's 1h0m0s.
+func human(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
+// earlier says where prev is, seen from cur: "at line 3", or "earlier on
+// this line" when both are on one line.
+func earlier(prev, cur *yaml.Node) string {
+	if prev.Line == cur.Line {
+		return "earlier on this line"
+	}
+	return "at line " + strconv.Itoa(prev.Line)
 }
 
 func levenshtein(a, b string) int {
@@ -490,4 +520,3 @@ func quoteList(names []string) string {
 	}
 	return strings.Join(q, ", ")
 }
-

@@ -204,7 +204,7 @@ func (l *loader) listen(f *fields, c *Config) {
 		}
 		if prev := seen[s]; prev != nil {
 			if prev.Value == v.Value || strings.EqualFold(prev.Value, v.Value) {
-				l.errorf(v, path, "%q is listed twice; the first is at line %d", v.Value, prev.Line)
+				l.errorf(v, path, "%q is listed twice; the first is %s", v.Value, earlier(prev, v))
 			} else {
 				l.errorf(v, path, "%q and %q (line %d) both need TCP port %d on %s", v.Value, prev.Value, prev.Line, ln.Addr.Port(), ln.Addr.Addr())
 			}
@@ -245,6 +245,13 @@ func parseListen(s string) (Listen, error) {
 		h, _, _ := strings.Cut(rest, ":")
 		if strings.HasPrefix(rest, "[") {
 			return Listen{}, errors.New("is not an address like udp://[::1]:5060")
+		}
+		if i := strings.LastIndex(rest, ":"); i >= 0 {
+			if _, err := portNumber(rest[i+1:]); err != nil {
+				if _, aerr := netip.ParseAddr(strings.Trim(rest[:i], "[]")); aerr == nil {
+					return Listen{}, err
+				}
+			}
 		}
 		if h != "" && hostname(h) == nil {
 			return Listen{}, fmt.Errorf("names host %q; listen needs an IP address (0.0.0.0 for every interface)", h)
@@ -298,7 +305,7 @@ func (l *loader) domains(f *fields, c *Config) {
 			continue
 		}
 		if prev := seen[h]; prev != nil {
-			l.errorf(nodes[i], path, "%q is listed twice; the first is at line %d", s, prev.Line)
+			l.errorf(nodes[i], path, "%q is listed twice; the first is %s", s, earlier(prev, nodes[i]))
 			continue
 		}
 		seen[h] = nodes[i]
@@ -418,7 +425,7 @@ func (l *loader) registrar(f *fields, c *Config) {
 			return false
 		}
 		if d%time.Second != 0 {
-			l.errorf(rf.pos(key), rf.at(key), "%v is not a whole number of seconds; SIP Expires counts seconds", d)
+			l.errorf(rf.pos(key), rf.at(key), "%s is not a whole number of seconds; SIP Expires counts seconds", human(d))
 			return false
 		}
 		*dst = d
@@ -431,7 +438,7 @@ func (l *loader) registrar(f *fields, c *Config) {
 		if !rf.has(key) {
 			key = "min_expires"
 		}
-		l.errorf(rf.pos(key), rf.at(key), "min_expires %v is more than max_expires %v", c.Registrar.MinExpires, c.Registrar.MaxExpires)
+		l.errorf(rf.pos(key), rf.at(key), "min_expires %s is more than max_expires %s", human(c.Registrar.MinExpires), human(c.Registrar.MaxExpires))
 	}
 	rf.str("state_file", &c.Registrar.StateFile)
 }
@@ -458,7 +465,7 @@ func (l *loader) pickup(f *fields, c *Config) {
 		}
 		*k.dst = v.Value
 		if k.key == "any" && v.Value != "" {
-			l.x.claim(v.Value, "the pickup code (pickup.any)", "pickup.any", v)
+			l.x.claim(v.Value, "the pickup code", "pickup.any", v)
 		}
 	}
 	if c.Pickup.Any != "" && c.Pickup.Any == c.Pickup.GroupPrefix {
@@ -521,7 +528,7 @@ func (l *loader) users(f *fields, c *Config) {
 		for j, g := range groups {
 			p := index(uf.at("pickup_groups"), j)
 			if prev := seen[g]; prev != nil {
-				l.errorf(nodes[j], p, "%q is listed twice; the first is at line %d", g, prev.Line)
+				l.errorf(nodes[j], p, "%q is listed twice; the first is %s", g, earlier(prev, nodes[j]))
 				continue
 			}
 			seen[g] = nodes[j]

@@ -155,7 +155,7 @@ func quoteChars(extra string) string {
 	case 2:
 		return parts[0] + " and " + parts[1]
 	}
-	return strings.Join(parts[:len(parts)-1], " ") + " and " + parts[len(parts)-1]
+	return strings.Join(parts[:len(parts)-1], ", ") + " and " + parts[len(parts)-1]
 }
 
 // sipURI reports why s is not a SIP URI of the form

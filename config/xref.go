@@ -360,14 +360,18 @@ func (l *loader) tlsCheck(c *Config) {
 		return
 	}
 	first := l.x.tlsListen[0]
+	var missing []string
 	for _, k := range []struct{ key, val string }{{"cert", c.TLS.Cert}, {"key", c.TLS.Key}} {
 		if k.val == "" {
-			l.errorf(first.node, first.path, "tls:// needs tls.%s (tls: {cert: FILE, key: FILE})", k.key)
+			missing = append(missing, "tls."+k.key)
 			continue
 		}
 		if p := fileProblem(k.val); p != "" {
 			l.errorf(l.x.tls.pos(k.key), "tls."+k.key, "%q %s (relative paths are from the directory ringroute runs in)", k.val, p)
 		}
+	}
+	if len(missing) > 0 {
+		l.errorf(first.node, first.path, "tls:// needs %s (tls: {cert: FILE, key: FILE})", strings.Join(missing, " and "))
 	}
 }
 
@@ -380,6 +384,9 @@ func (l *loader) timing() {
 			continue
 		}
 		g, f := gi.g, gi.f
+		if len(g.Members) == 0 {
+			l.warnf(f.pos("members"), f.at("members"), "group %q has no members; every call goes to fallback.noanswer", g.Name)
+		}
 		// Prefer the position of the setting the operator wrote.
 		either := func(a, b string) (*yaml.Node, string) {
 			if f.has(a) || !f.has(b) {
@@ -471,4 +478,3 @@ func (l *loader) indexes(c *Config) {
 		}
 	}
 }
-
