@@ -66,11 +66,7 @@ func (c *call) Execute(act routing.Action) {
 	case routing.HangUpCaller:
 		c.a.hangUp()
 	case routing.Finish:
-		c.log.Info("call finished",
-			zap.String("outcome", a.Record.Outcome),
-			zap.Int("code", a.Record.Code),
-			zap.String("answered_by", a.Record.AnsweredBy),
-			zap.String("fallback", a.Record.Fallback))
+		// The runner logs the outcome.
 		if c.s.cdr != nil {
 			c.s.cdr.Write(a.Record)
 		}

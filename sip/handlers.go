@@ -97,7 +97,7 @@ func (s *Server) startCall(cfg *config.Config, g *config.Group, req *sipmsg.Requ
 		Dialled: req.Recipient.User,
 		Caller:  callerParty(req),
 		Rand:    s.newRand(),
-	}, s.clock, c, log)
+	}, s.clock, c, s.log) // the runner adds call_id and group itself
 	s.dialogs.add(c.a.callID, tag, dialogRef{call: c})
 	if !tx.OnCancel(func(*sipmsg.Request) { c.a.onCancel() }) {
 		// The CANCEL beat us to it.

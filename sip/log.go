@@ -9,24 +9,17 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-// slogToZap forwards sipgo's log/slog records to zap, one level lower than
-// sipgo logs them: sipgo reports every malformed datagram and every stray
-// retransmission from a peer as an error or warning, which under a flood or
-// a scanner would drown the call log. What matters to an operator is logged
-// by ringroute itself, with the Call-ID.
+// slogToZap forwards sipgo's log/slog records to zap at debug level: sipgo
+// reports every malformed datagram and every stray retransmission from a
+// peer as an error or warning, with the whole message, which under a flood
+// or a scanner would drown the call log. What matters to an operator is
+// logged by ringroute itself, with the Call-ID.
 type slogToZap struct {
 	log   *zap.Logger
 	attrs []zap.Field
 }
 
-func (h *slogToZap) level(l slog.Level) zapcore.Level {
-	switch {
-	case l >= slog.LevelError:
-		return zapcore.WarnLevel
-	default:
-		return zapcore.DebugLevel
-	}
-}
+func (h *slogToZap) level(slog.Level) zapcore.Level { return zapcore.DebugLevel }
 
 func (h *slogToZap) Enabled(_ context.Context, l slog.Level) bool {
 	return h.log.Core().Enabled(h.level(l))

@@ -86,6 +86,14 @@ func unquote(s string) string {
 // reasonPhrase gives the standard reason for codes we send.
 func reasonPhrase(code int) string {
 	switch code {
+	case 180:
+		return "Ringing"
+	case 181:
+		return "Call Is Being Forwarded"
+	case 182:
+		return "Queued"
+	case 183:
+		return "Session Progress"
 	case 200:
 		return "OK"
 	case 400:

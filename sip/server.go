@@ -69,9 +69,10 @@ type Server struct {
 	// address.
 	clients map[string]*sipgo.Client
 
-	host      string         // host for Via, Contact and From: advertise, else the listen IP
+	host      string                    // host for Via, Contact and From: advertise, else the listen IP
 	addrs     map[string]netip.AddrPort // bound listener per transport
 	closers   []func() error
+	udpConn   *net.UDPConn
 	listening sync.WaitGroup
 
 	dialogs  dialogTable
@@ -151,11 +152,17 @@ func (s *Server) SetConfig(cfg *config.Config) { s.cfg.Store(cfg) }
 // Port 0 binds a free port; Addr tells which.
 func (s *Server) Start() error {
 	cfg := s.Config()
+	// Bind everything first, then build the clients (they need the bound
+	// ports), then serve: a request must never find a listener without its
+	// client.
+	var serve []func()
 	for _, l := range cfg.Listen {
-		if err := s.listen(l); err != nil {
+		f, err := s.bind(l)
+		if err != nil {
 			s.Close()
 			return err
 		}
+		serve = append(serve, f)
 	}
 	s.host = cfg.Advertise
 	if s.host == "" {
@@ -189,56 +196,76 @@ func (s *Server) Start() error {
 		}
 		s.clients["udp"] = c
 	}
-	return nil
+	for _, f := range serve {
+		f()
+	}
+	return s.waitUDP()
 }
 
-func (s *Server) listen(l config.Listen) error {
+// bind opens the socket of one listener and returns the function that
+// starts serving it.
+func (s *Server) bind(l config.Listen) (func(), error) {
 	switch l.Transport {
 	case "udp":
 		pc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(l.Addr))
 		if err != nil {
-			return fmt.Errorf("sip: listen udp://%s: %w", l.Addr, err)
+			return nil, fmt.Errorf("sip: listen udp://%s: %w", l.Addr, err)
 		}
 		_ = pc.SetReadBuffer(4 << 20)
 		_ = pc.SetWriteBuffer(4 << 20)
 		ap := pc.LocalAddr().(*net.UDPAddr).AddrPort()
 		s.addrs["udp"] = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 		s.closers = append(s.closers, pc.Close)
-		s.listening.Add(1)
-		go func() {
-			defer s.listening.Done()
-			_ = s.srv.ServeUDP(pc)
-		}()
-		// sipgo adds the listener to its connection pool on the serving
-		// goroutine; a request pinned to it before that fails (sipgo #367).
-		deadline := time.Now().Add(2 * time.Second)
-		for {
-			if c, _ := s.ua.TransportLayer().GetConnection("udp", pc.LocalAddr().String()); c != nil {
-				c.TryClose() // drop the reference GetConnection took
-				break
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("sip: udp listener %s did not come up", l.Addr)
-			}
-			time.Sleep(time.Millisecond)
-		}
+		s.udpConn = pc
+		return func() {
+			s.listening.Add(1)
+			go func() {
+				defer s.listening.Done()
+				if err := s.srv.ServeUDP(pc); err != nil {
+					s.log.Error("udp listener stopped", zap.Error(err))
+				}
+			}()
+		}, nil
 	case "tcp":
 		ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(l.Addr))
 		if err != nil {
-			return fmt.Errorf("sip: listen tcp://%s: %w", l.Addr, err)
+			return nil, fmt.Errorf("sip: listen tcp://%s: %w", l.Addr, err)
 		}
 		ap := ln.Addr().(*net.TCPAddr).AddrPort()
 		s.addrs["tcp"] = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 		s.closers = append(s.closers, ln.Close)
-		s.listening.Add(1)
-		go func() {
-			defer s.listening.Done()
-			_ = s.srv.ServeTCP(ln)
-		}()
-	default:
-		return fmt.Errorf("sip: listen %s://%s: transport not supported yet", l.Transport, l.Addr)
+		return func() {
+			s.listening.Add(1)
+			go func() {
+				defer s.listening.Done()
+				if err := s.srv.ServeTCP(ln); err != nil {
+					s.log.Error("tcp listener stopped", zap.Error(err))
+				}
+			}()
+		}, nil
 	}
-	return nil
+	return nil, fmt.Errorf("sip: listen %s://%s: transport not supported yet", l.Transport, l.Addr)
+}
+
+// waitUDP waits until sipgo has the UDP listener in its connection pool:
+// it adds it on the serving goroutine, and a request pinned to it before
+// that fails (sipgo #367).
+func (s *Server) waitUDP() error {
+	if s.udpConn == nil {
+		return nil
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if c, _ := s.ua.TransportLayer().GetConnection("udp", s.udpConn.LocalAddr().String()); c != nil {
+			c.TryClose() // drop the reference GetConnection took
+			return nil
+		}
+		if time.Now().After(deadline) {
+			s.Close()
+			return fmt.Errorf("sip: udp listener %s did not come up", s.udpConn.LocalAddr())
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // defaultHost is the address peers can reach us at when no `advertise` is
