@@ -221,7 +221,7 @@ func (s *Server) bind(l config.Listen) (func(), error) {
 			s.listening.Add(1)
 			go func() {
 				defer s.listening.Done()
-				if err := s.srv.ServeUDP(pc); err != nil {
+				if err := s.srv.ServeUDP(pc); err != nil && !errors.Is(err, net.ErrClosed) {
 					s.log.Error("udp listener stopped", zap.Error(err))
 				}
 			}()
@@ -238,7 +238,7 @@ func (s *Server) bind(l config.Listen) (func(), error) {
 			s.listening.Add(1)
 			go func() {
 				defer s.listening.Done()
-				if err := s.srv.ServeTCP(ln); err != nil {
+				if err := s.srv.ServeTCP(ln); err != nil && !errors.Is(err, net.ErrClosed) {
 					s.log.Error("tcp listener stopped", zap.Error(err))
 				}
 			}()

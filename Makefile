@@ -1,0 +1,49 @@
+# ringroute — the two commands are `make run` and `make test`.
+# `make help` lists every target.
+
+GO      ?= go
+BIN     := bin/ringroute
+VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+CONFIG  ?= testdata/ringroute.yaml
+
+.PHONY: help build run test unit race e2e lint vet fmt check deps clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
+
+build: ## build bin/ringroute
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ringroute
+
+run: build ## build and run the daemon on testdata/ringroute.yaml (127.0.0.1:5060, UDP and TCP)
+	$(BIN) run -c $(CONFIG)
+
+test: deps lint race e2e ## everything CI runs: install sipp if missing, vet, gofmt, race-tested units, sipp end-to-end
+
+unit: ## unit tests only, no sipp (fast)
+	$(GO) test -short ./...
+
+race: ## unit tests under the race detector (skips the sipp end-to-end suite)
+	$(GO) test -race -short ./...
+
+e2e: deps ## the sipp end-to-end suite against the built daemon, over UDP and TCP
+	$(GO) test -count=1 -timeout 15m ./internal/e2e/
+
+lint: vet fmt ## go vet and a gofmt check
+
+vet:
+	$(GO) vet ./...
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+check: build ## validate the shipped configs with `ringroute check`
+	$(BIN) check -c $(CONFIG)
+	@if [ -f ../shared/spec/ringroute.example.yaml ]; then $(BIN) check -c ../shared/spec/ringroute.example.yaml; fi
+
+deps: ## install sipp (Debian package sip-tester) when it is missing
+	@scripts/deps.sh
+
+clean: ## remove build output
+	rm -rf bin
