@@ -52,9 +52,11 @@ func fuzzConfig() *config.Config {
 	}}
 }
 
-var fuzzDir = fakeDir{
-	"alice": {{URI: "sip:alice@10.0.0.1"}, {URI: "sip:alice@10.0.0.2"}},
-	"bob":   {{URI: "sip:bob@10.0.0.3"}},
+func fuzzDir() fakeDir {
+	return fakeDir{
+		"alice": {{URI: "sip:alice@10.0.0.1"}, {URI: "sip:alice@10.0.0.2"}},
+		"bob":   {{URI: "sip:bob@10.0.0.3"}},
+	}
 }
 
 var fuzzCodes = []int{486, 600, 603, 404, 408, 480, 487, 500, 503, 302, 301, 183}
@@ -89,7 +91,7 @@ func fuzzOne(t *testing.T, data []byte) {
 		var acts []Action
 		fz.call, acts = Start(t0, Setup{
 			CallID: "fuzz", Config: cfg, Group: g, Dialled: g.Name,
-			Caller: Party{URI: "sip:caller@x", Display: "C"}, Directory: fuzzDir,
+			Caller: Party{URI: "sip:caller@x", Display: "C"}, Directory: fuzzDir(),
 		})
 		fz.observe(acts)
 		data = data[1:]

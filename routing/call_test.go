@@ -1,0 +1,80 @@
+package routing
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+func finishOf(t *testing.T, acts []Action) Record {
+	t.Helper()
+	for _, a := range acts {
+		if f, ok := a.(Finish); ok {
+			return f.Record
+		}
+	}
+	t.Fatalf("no Finish in %v", acts)
+	return Record{}
+}
+
+// A Setup without a group (a bug in the caller of Start) ends the call
+// cleanly instead of panicking on the Runner goroutine.
+func TestStartWithoutGroup(t *testing.T) {
+	c, acts := Start(t0, Setup{CallID: "x"})
+	if len(acts) != 2 || acts[0] != (RejectCaller{Code: 480}) {
+		t.Fatalf("actions %v, want RejectCaller 480 and Finish", acts)
+	}
+	if r := finishOf(t, acts); r.Outcome != OutcomeFailed || len(r.Notes) != 1 {
+		t.Errorf("record %+v", r)
+	}
+	if !c.Over() {
+		t.Error("not Over with no leg started")
+	}
+}
+
+// The Record handed out in Finish does not change when legs wind down
+// afterwards: the CDR writer may keep it, or write it from another goroutine.
+func TestFinishRecordIsSnapshot(t *testing.T) {
+	g := testGroup("all", 0, "sip:a@x", "sip:b@x")
+	c, _ := Start(t0, testSetup(g))
+	rec := finishOf(t, c.Step(t0.Add(time.Second), CallerCancelled{}))
+	c.Step(t0.Add(2*time.Second), LegFailed{Leg: 1, Code: 487})
+	c.Step(t0.Add(2*time.Second), LegAnswered{Leg: 2})
+	for _, l := range rec.Legs {
+		if l.Code != 0 || l.Reason != "caller gone" {
+			t.Errorf("emitted record changed after Finish: %+v", l)
+		}
+	}
+	if c.rec.Legs[0].Code != 487 {
+		t.Errorf("the call's own record did not get the late 487: %+v", c.rec.Legs[0])
+	}
+}
+
+// The CDR line's JSON shape: the field names ops' tools read.
+func TestRecordJSON(t *testing.T) {
+	g := testGroup("all", 0, "sip:a@x")
+	c, _ := Start(t0, testSetup(g))
+	c.Step(t0.Add(time.Second), LegAnswered{Leg: 1})
+	rec := finishOf(t, c.Step(t0.Add(time.Minute), CallerEnded{}))
+	b, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(b)
+	for _, want := range []string{
+		`"call_id":"runner-1@test"`, `"group":"support"`, `"caller":"sip:caller@x"`, `"dialled":"600"`,
+		`"answer":"2026-03-02T10:00:01Z"`, `"outcome":"answered"`, `"code":200`,
+		`"answered_by":"uri:sip:a@x"`, `"answered_uri":"sip:a@x"`, `"groups":["support"]`,
+		`"legs":[{"leg":1,"group":"support","member":"uri:sip:a@x","uri":"sip:a@x","start":"2026-03-02T10:00:00Z","code":200,"ring_ms":1000,"reason":"answered"}]`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("CDR JSON lacks %s:\n%s", want, got)
+		}
+	}
+	for _, absent := range []string{`"fallback"`, `"notes"`} {
+		if strings.Contains(got, absent) {
+			t.Errorf("CDR JSON has empty %s:\n%s", absent, got)
+		}
+	}
+}
