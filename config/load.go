@@ -125,7 +125,9 @@ func (l *loader) warnf(n *yaml.Node, path, format string, args ...any) {
 }
 
 func (l *loader) diag(n *yaml.Node, path, format string, args ...any) Diagnostic {
-	d := Diagnostic{File: l.file, Line: 1, Col: 1, Path: path, Msg: fmt.Sprintf(format, args...)}
+	// printable keeps one problem on one line whatever values the message
+	// quotes.
+	d := Diagnostic{File: l.file, Line: 1, Col: 1, Path: path, Msg: printable(fmt.Sprintf(format, args...))}
 	if n != nil && n.Line > 0 {
 		d.Line, d.Col = n.Line, max(n.Column, 1)
 	}
@@ -143,6 +145,7 @@ func (l *loader) run(data []byte) (c *Config) {
 	l.indexes(c)
 	l.errs = sortDiags(l.errs)
 	l.warns = sortDiags(l.warns)
+	c.Warnings = l.warns
 	return c
 }
 
@@ -184,6 +187,10 @@ func (l *loader) document(data []byte) (root *yaml.Node, ok bool) {
 	root = resolve(doc.Content[0])
 	if root == nil {
 		return nil, true
+	}
+	if size, first := expansion(root); size > maxExpansion {
+		l.errorf(first, "", "aliases expand this file to more than %d values; write repeated blocks out instead of nesting aliases", maxExpansion)
+		return nil, false
 	}
 	if root.Kind != yaml.MappingNode {
 		l.errorf(root, "", "the file must be a mapping of settings (like `groups: ...`), not %s", describe(root))
@@ -261,9 +268,50 @@ var syntaxHints = map[string]string{
 	"did not find expected ',' or '}'":                " (a { mapping is not closed)",
 }
 
+// maxExpansion bounds how many values the file may hold once aliases are
+// followed. The walk visits each value an alias reaches once per alias, so
+// a few lines of nested aliases (a "billion laughs") could otherwise keep
+// a reload busy for ever. Real files, aliases and all, are far below it.
+const maxExpansion = 1 << 20
+
+// expansion counts the values reachable from n with aliases followed,
+// stopping once past maxExpansion, and returns the first alias seen, for a
+// position.
+func expansion(n *yaml.Node) (int, *yaml.Node) {
+	memo := map[*yaml.Node]int{}
+	var first *yaml.Node
+	var size func(n *yaml.Node, depth int) int
+	size = func(n *yaml.Node, depth int) int {
+		if n == nil || depth > maxAliasDepth*4 {
+			return 1
+		}
+		if s, ok := memo[n]; ok {
+			return s
+		}
+		memo[n] = 1 // an anchor that contains itself counts once
+		total := 1
+		if n.Kind == yaml.AliasNode {
+			if first == nil {
+				first = n
+			}
+			total = size(n.Alias, depth+1)
+		}
+		for _, c := range n.Content {
+			total += size(c, depth+1)
+			if total > maxExpansion {
+				break
+			}
+		}
+		total = min(total, maxExpansion+1)
+		memo[n] = total
+		return total
+	}
+	return size(n, 0), first
+}
+
 // maxLocate bounds the prefix search, which parses the file once per step;
 // beyond this size the line yaml.v3 gave is used as it is.
-const maxLocate = 256 << 10
+const maxLocate = 64 << 10
 
 // locate finds where the parser fails with msg: the first line at or after
 // from whose inclusion makes the error appear, then the first byte in that
@@ -295,16 +343,14 @@ func locate(data []byte, msg string, from int) (line, col int) {
 		start = ends[k-1]
 	}
 	line = k + 1
-	if ends[k]-start > 512 {
+	n := sort.Search(ends[k]-start, func(i int) bool {
+		return parseError(data[:start+i+1]) == msg
+	})
+	if n == ends[k]-start {
 		return line, 0
 	}
-	for end := start + 1; end <= ends[k]; end++ {
-		if parseError(data[:end]) == msg {
-			_, col = offset(data, end-1)
-			return line, col
-		}
-	}
-	return line, 0
+	_, col = offset(data, start+n)
+	return line, col
 }
 
 // parseError is the message (without "yaml: line N: ") that yaml.v3 gives

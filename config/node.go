@@ -100,7 +100,7 @@ func (l *loader) mapping(n *yaml.Node, path string, known []string) *fields {
 		return nil
 	}
 	f.node = n
-	own := map[string]bool{}
+	own := map[string]*yaml.Node{}
 	for _, p := range l.pairs(n, path, map[*yaml.Node]bool{}) {
 		name := p.key.Value
 		if path == "" && strings.HasPrefix(name, "x-") {
@@ -114,16 +114,18 @@ func (l *loader) mapping(n *yaml.Node, path string, known []string) *fields {
 			}
 			continue
 		}
-		if p.own && own[name] {
-			l.errorf(p.key, join(path, name), "set twice; the first is %s", earlier(f.keys[name], p.key))
-			continue
+		if p.own {
+			if prev := own[name]; prev != nil {
+				l.errorf(p.key, join(path, name), "set twice; the first is %s", earlier(prev, p.key))
+				continue
+			}
+			own[name] = p.key
+		} else if f.keys[name] != nil {
+			continue // merged keys never override what is already set
 		}
-		own[name] = own[name] || p.own
 		f.keys[name] = p.key
 		if v := resolve(p.val); v != nil {
 			f.vals[name] = v
-		} else {
-			delete(f.vals, name)
 		}
 	}
 	return f
@@ -135,22 +137,23 @@ type pair struct {
 	via      *yaml.Node // for merged pairs: the << key that brought them
 }
 
-// pairs lists n's key/value pairs lowest precedence first, so that applying
-// them in order gives YAML's merge semantics: what n merges (of a list of
-// merged mappings, the earlier wins), then n's own keys. yaml.v3 keeps
-// duplicate keys when building nodes; the caller reports them, since
-// silently using one would hide a mistake.
-func (l *loader) pairs(n *yaml.Node, path string, seen map[*yaml.Node]bool) []pair {
-	if seen[n] {
-		return nil // an anchor that merges itself
+// pairs lists n's key/value pairs highest precedence first, so that taking
+// the first of each key gives YAML's merge semantics: n's own keys, then
+// what n merges (of a list of merged mappings, the earlier wins). done
+// makes each merged mapping count once, which keeps a chain of anchors
+// that each merge the previous one twice linear instead of exponential.
+// yaml.v3 keeps duplicate keys when building nodes; the caller reports
+// them, since silently using one would hide a mistake.
+func (l *loader) pairs(n *yaml.Node, path string, done map[*yaml.Node]bool) []pair {
+	if done[n] {
+		return nil
 	}
-	seen[n] = true
-	defer delete(seen, n)
-	var merged, own []pair
+	done[n] = true
+	var own, merged []pair
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
-			merged = append(merged, l.mergePairs(k, v, path, seen)...)
+			merged = append(merged, l.mergePairs(k, v, path, done)...)
 			continue
 		}
 		rk := resolve(k)
@@ -160,10 +163,10 @@ func (l *loader) pairs(n *yaml.Node, path string, seen map[*yaml.Node]bool) []pa
 		}
 		own = append(own, pair{key: rk, val: v, own: true})
 	}
-	return append(merged, own...)
+	return append(own, merged...)
 }
 
-func (l *loader) mergePairs(k, v *yaml.Node, path string, seen map[*yaml.Node]bool) []pair {
+func (l *loader) mergePairs(k, v *yaml.Node, path string, done map[*yaml.Node]bool) []pair {
 	rv := resolve(v)
 	var maps []*yaml.Node
 	switch {
@@ -171,10 +174,10 @@ func (l *loader) mergePairs(k, v *yaml.Node, path string, seen map[*yaml.Node]bo
 	case rv.Kind == yaml.MappingNode:
 		maps = []*yaml.Node{rv}
 	case rv.Kind == yaml.SequenceNode:
-		for i := len(rv.Content) - 1; i >= 0; i-- {
-			item := resolve(rv.Content[i])
+		for _, it := range rv.Content {
+			item := resolve(it)
 			if item == nil || item.Kind != yaml.MappingNode {
-				l.errorf(rv.Content[i], path, "<< merges mappings, not %s", describeKey(rv.Content[i]))
+				l.errorf(it, path, "<< merges mappings, not %s", describeKey(it))
 				continue
 			}
 			maps = append(maps, item)
@@ -184,7 +187,7 @@ func (l *loader) mergePairs(k, v *yaml.Node, path string, seen map[*yaml.Node]bo
 	}
 	var out []pair
 	for _, m := range maps {
-		for _, p := range l.pairs(m, path, seen) {
+		for _, p := range l.pairs(m, path, done) {
 			if p.own {
 				p.own, p.via = false, k
 			}
