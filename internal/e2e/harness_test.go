@@ -381,6 +381,7 @@ func configYAML(sipPort, adminPort int, cdr string, groups []group) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: [udp://127.0.0.1:%d, tcp://127.0.0.1:%d]\n", sipPort, sipPort)
 	b.WriteString("realm: test\n")
+	b.WriteString("drain_timeout: 1s\n") // SIGTERM at the end of a case must not wait 30s
 	b.WriteString("media: {mode: direct}\n")
 	fmt.Fprintf(&b, "admin: {listen: 127.0.0.1:%d}\n", adminPort)
 	b.WriteString("log: {level: debug, format: json}\n")
@@ -518,6 +519,25 @@ func (d *daemon) alive(t testing.TB) {
 		}
 	}
 	t.Fatalf("ringroute no longer answers OPTIONS on %s", d.sipAddr())
+}
+
+// terminate sends SIGTERM and requires a clean exit 0 within the drain
+// timeout plus slack (SPEC "Command line": SIGTERM drains, then exit 0).
+func (d *daemon) terminate(t testing.TB) {
+	t.Helper()
+	if d.exited() {
+		t.Errorf("ringroute had already exited with %d", d.code())
+		return
+	}
+	syscall.Kill(d.cmd.Process.Pid, syscall.SIGTERM)
+	code, ok := d.wait(4 * time.Second)
+	if !ok {
+		t.Errorf("ringroute still running 4s after SIGTERM with no call up (drain_timeout 1s)")
+		return
+	}
+	if code != 0 {
+		t.Errorf("ringroute exited %d after SIGTERM, want 0", code)
+	}
 }
 
 // checkNoLeaks polls GET /debug/live until no call and no leg is left
