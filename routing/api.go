@@ -170,8 +170,10 @@ type RejectCaller struct{ Code int }
 // HangUpCaller: BYE the answered caller.
 type HangUpCaller struct{}
 
-// Finish: the call is over for the caller; Record is its CDR. Emitted
-// exactly once. Legs may still be winding down after it.
+// Finish: the call is over and every leg it started has ended; Record is
+// its CDR, with every leg's final code. Emitted exactly once, as the last
+// action. Record.End is when the call ended for the caller, which may be a
+// little earlier (cancelled legs answer their CANCEL afterwards).
 type Finish struct{ Record Record }
 
 func (StartLeg) isAction()     {}

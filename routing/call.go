@@ -63,9 +63,10 @@ type Call struct {
 	winner *leg
 	rang   bool // RingCaller sent
 
-	rec   Record
-	noted map[string]bool
-	out   []Action
+	rec      Record
+	finished bool // Finish emitted
+	noted    map[string]bool
+	out      []Action
 }
 
 // maxHops bounds group fallbacks per call (SPEC §8). Config check rejects
@@ -167,6 +168,13 @@ func (c *Call) Over() bool {
 func (c *Call) emit(a Action) { c.out = append(c.out, a) }
 
 func (c *Call) flush() []Action {
+	// The CDR goes out once the last leg has ended, so that every leg in it
+	// has its final code (a cancelled leg's 487 comes after the caller's
+	// end); End still says when the call ended for the caller.
+	if !c.finished && c.Over() {
+		c.finished = true
+		c.emit(Finish{Record: c.snapshot()})
+	}
 	out := c.out
 	c.out = nil
 	return out
@@ -401,7 +409,6 @@ func (c *Call) finish(outcome string, code int) {
 	c.rec.End = c.now
 	c.rec.Outcome = outcome
 	c.rec.Code = code
-	c.emit(Finish{Record: c.snapshot()})
 }
 
 // snapshot copies the record, so that legs winding down after Finish do not

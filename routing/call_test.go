@@ -33,21 +33,31 @@ func TestStartWithoutGroup(t *testing.T) {
 	}
 }
 
-// The Record handed out in Finish does not change when legs wind down
-// afterwards: the CDR writer may keep it, or write it from another goroutine.
-func TestFinishRecordIsSnapshot(t *testing.T) {
+// The CDR comes out once every leg has ended, so cancelled legs carry the
+// 487 that came back after the caller was gone; its End is still the
+// moment the caller's call ended.
+func TestFinishWaitsForLegCodes(t *testing.T) {
 	g := testGroup("all", 0, "sip:a@x", "sip:b@x")
 	c, _ := Start(t0, testSetup(g))
-	rec := finishOf(t, c.Step(t0.Add(time.Second), CallerCancelled{}))
-	c.Step(t0.Add(2*time.Second), LegFailed{Leg: 1, Code: 487})
-	c.Step(t0.Add(2*time.Second), LegAnswered{Leg: 2})
-	for _, l := range rec.Legs {
-		if l.Code != 0 || l.Reason != "caller gone" {
-			t.Errorf("emitted record changed after Finish: %+v", l)
+	for _, a := range c.Step(t0.Add(time.Second), CallerCancelled{}) {
+		if _, ok := a.(Finish); ok {
+			t.Fatal("Finish before the cancelled legs ended")
 		}
 	}
-	if c.rec.Legs[0].Code != 487 {
-		t.Errorf("the call's own record did not get the late 487: %+v", c.rec.Legs[0])
+	c.Step(t0.Add(2*time.Second), LegFailed{Leg: 1, Code: 487})
+	c.Step(t0.Add(2*time.Second), LegAnswered{Leg: 2}) // crossed the CANCEL: HangUpLeg
+	rec := finishOf(t, c.Step(t0.Add(3*time.Second), LegEnded{Leg: 2}))
+	if !c.Over() {
+		t.Error("not Over after Finish")
+	}
+	if rec.Legs[0].Code != 487 || rec.Legs[0].Reason != "caller gone" {
+		t.Errorf("leg 1 = %+v, want code 487, caller gone", rec.Legs[0])
+	}
+	if want := t0.Add(time.Second); !rec.End.Equal(want) {
+		t.Errorf("End = %v, want the caller's end %v", rec.End, want)
+	}
+	if rec.Outcome != OutcomeCancelled {
+		t.Errorf("outcome %q", rec.Outcome)
 	}
 }
 
@@ -56,7 +66,8 @@ func TestRecordJSON(t *testing.T) {
 	g := testGroup("all", 0, "sip:a@x")
 	c, _ := Start(t0, testSetup(g))
 	c.Step(t0.Add(time.Second), LegAnswered{Leg: 1})
-	rec := finishOf(t, c.Step(t0.Add(time.Minute), CallerEnded{}))
+	c.Step(t0.Add(time.Minute), CallerEnded{})
+	rec := finishOf(t, c.Step(t0.Add(time.Minute), LegEnded{Leg: 1}))
 	b, err := json.Marshal(rec)
 	if err != nil {
 		t.Fatal(err)

@@ -218,8 +218,8 @@ func TestRunnerAnswerThenBye(t *testing.T) {
 	})
 }
 
-// Finish comes when the caller is done, but Run lasts until every leg has
-// ended: here the CANCELs' 487s take 2s to come back.
+// Run, and the CDR (Finish), last until every leg has ended: here the
+// CANCELs' 487s take 2s to come back.
 func TestRunnerWaitsForLegs(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sip := &fakeSIP{cancelTook: 2 * time.Second}
@@ -248,7 +248,7 @@ func TestRunnerWaitsForLegs(t *testing.T) {
 3s    CancelLeg leg1 group timeout
 3s    CancelLeg leg2 group timeout
 3s    RejectCaller 480
-3s    Finish noanswer 480`)
+5s    Finish noanswer 480`)
 	})
 }
 

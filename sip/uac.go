@@ -148,9 +148,14 @@ func (l *uac) run() {
 	l.mu.Unlock()
 	tx.OnRetransmission(l.onRetransmission)
 
-	var grace <-chan time.Time
+	// giveUp ends a leg we cancelled that will not end by itself: silent
+	// members (no provisional, so no CANCEL may be sent) after cancelGrace,
+	// and members that never answer the CANCEL with a final response after
+	// 64*T1 (RFC 3261 §9.1): sipgo's INVITE transaction has no timer left
+	// once it is Proceeding.
+	var giveUp <-chan time.Time
 	if pc != nil {
-		grace = time.After(cancelGrace)
+		giveUp = time.After(cancelGrace)
 	}
 	for {
 		select {
@@ -164,6 +169,7 @@ func (l *uac) run() {
 				l.mu.Unlock()
 				if first && pc != nil {
 					l.sendCancel(*pc)
+					giveUp = time.After(64 * sipmsg.T1)
 				}
 				if res.StatusCode > 100 {
 					l.c.post(routing.LegRinging{Leg: l.id, Code: res.StatusCode})
@@ -184,14 +190,17 @@ func (l *uac) run() {
 			l.fail(code, nil)
 			return
 		case <-l.wake:
+			// cancel() was called: it sent the CANCEL itself if it could.
 			l.mu.Lock()
 			prov := l.provisional
 			l.mu.Unlock()
-			if !prov && grace == nil {
-				grace = time.After(cancelGrace)
+			if prov {
+				giveUp = time.After(64 * sipmsg.T1)
+			} else {
+				giveUp = time.After(cancelGrace)
 			}
-		case <-grace:
-			l.log.Debug("member silent after cancel; dropping the transaction")
+		case <-giveUp:
+			l.log.Info("cancelled member did not end its INVITE; dropping the transaction")
 			tx.Terminate()
 			l.fail(408, nil)
 			return
@@ -212,7 +221,6 @@ func (l *uac) cancel(a routing.CancelLeg) {
 	l.mu.Unlock()
 	if ready {
 		l.sendCancel(a)
-		return
 	}
 	select {
 	case l.wake <- struct{}{}:

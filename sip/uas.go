@@ -177,7 +177,10 @@ func (a *uas) awaitAck(res *sipmsg.Response, l *uac) {
 			}
 			tick.Reset(interval)
 		case <-deadline.C:
-			a.c.log.Info("caller never ACKed our 200")
+			// RFC 3261 §13.3.1.4: no ACK for 64*T1 and the session SHOULD
+			// be ended with a BYE.
+			a.c.log.Info("caller never ACKed our 200; hanging up")
+			a.hangUp()
 			a.c.post(routing.CallerAnswerFailed{})
 			return
 		case <-a.stopped:
