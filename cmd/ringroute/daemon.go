@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -44,6 +43,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	defer log.Sync()
 	for _, w := range cfg.Warnings {
 		log.Warn("config: " + w.String())
+	}
+	if cfg.Media.Relay() {
+		log.Warn("media.mode relay is not implemented yet: SDP passes end to end as in direct mode")
 	}
 
 	var cdrw *cdr.Writer
@@ -153,4 +155,3 @@ func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
 	return zap.New(core), nil
 }
 
-var _ = time.Second
