@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -304,7 +305,7 @@ func (l *loader) dest(n *yaml.Node, path string, dst *Fallback, group string) {
 			}
 			fb.URI = v.Value
 		case "reject":
-			if code, ok := l.number(v, at, 0); ok {
+			if code, ok := l.number(v, at, math.MinInt); ok {
 				if code < 400 || code > 699 {
 					l.errorf(v, at, "%d is not a SIP failure code; use 400-699 (480 unavailable, 486 busy, 603 decline)", code)
 				}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"regexp"
 	"sort"
@@ -34,7 +35,9 @@ func Load(path string) (*Config, error) {
 	return c, nil
 }
 
-// Parse is Load for bytes already read; name is used in positions.
+// Parse is Load for bytes already read; name is used in positions and as
+// Config.File. Relative paths in the data still resolve against the current
+// working directory.
 func Parse(name string, data []byte) (*Config, error) {
 	c, errs := parse(name, data)
 	if len(errs) > 0 {
@@ -50,7 +53,12 @@ func Parse(name string, data []byte) (*Config, error) {
 func Check(path string, w io.Writer) (ok bool) {
 	_, errs, warns, err := load(path)
 	if err != nil {
-		fmt.Fprintln(w, err)
+		why := err.Error()
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			why = pe.Err.Error()
+		}
+		fmt.Fprintln(w, Diagnostic{File: path, Msg: "cannot read the file: " + why})
 		fmt.Fprintln(w, count(1, 0))
 		return false
 	}

@@ -31,8 +31,8 @@ import (
 // contains an alias to itself.
 const maxAliasDepth = 32
 
-// resolve follows aliases and reports whether n is a real value: nil, an
-// unresolvable alias and null all mean "absent".
+// resolve follows aliases to the value n stands for, or nil when there is
+// none: nil, an alias chain too long to follow and null all mean "absent".
 func resolve(n *yaml.Node) *yaml.Node {
 	for i := 0; n != nil && n.Kind == yaml.AliasNode; i++ {
 		if i == maxAliasDepth {
@@ -513,13 +513,4 @@ func levenshtein(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(rb)]
-}
-
-// describeList renders quoted names for messages: "a", "b" and "c".
-func quoteList(names []string) string {
-	q := make([]string, len(names))
-	for i, n := range names {
-		q[i] = strconv.Quote(n)
-	}
-	return strings.Join(q, ", ")
 }

@@ -177,11 +177,9 @@ func (l *loader) listen(f *fields, c *Config) {
 		l.errorf(f.pos("listen"), "listen", "is empty, so nothing could call in; leave it out for the default (udp and tcp on 127.0.0.1:5060)")
 		return
 	}
-	type sock struct {
-		proto string // tls is TCP underneath
-		addr  netip.AddrPort
-	}
-	seen := map[sock]*yaml.Node{}
+	seen := map[listenSock]*yaml.Node{}
+	var socks []listenSock
+	var socksAt []*yaml.Node
 	var out []Listen
 	bad := false
 	for i, it := range items {
@@ -198,7 +196,7 @@ func (l *loader) listen(f *fields, c *Config) {
 			bad = true
 			continue
 		}
-		s := sock{"udp", ln.Addr}
+		s := listenSock{"udp", ln.Addr}
 		if ln.Transport != "udp" {
 			s.proto = "tcp"
 		}
@@ -211,7 +209,13 @@ func (l *loader) listen(f *fields, c *Config) {
 			bad = true
 			continue
 		}
+		if prev, wild := overlap(socks, socksAt, s); prev != nil {
+			l.errorf(v, path, "%q overlaps %q (line %d): %s already listens on every interface", v.Value, prev.Value, prev.Line, wild)
+			bad = true
+			continue
+		}
 		seen[s] = v
+		socks, socksAt = append(socks, s), append(socksAt, v)
 		if ln.Transport == "tls" {
 			l.x.tlsListen = append(l.x.tlsListen, site{path, v})
 		}
@@ -220,6 +224,32 @@ func (l *loader) listen(f *fields, c *Config) {
 	if !bad {
 		c.Listen = out
 	}
+}
+
+// listenSock is what a listen entry binds: tls is TCP underneath, so
+// tcp:// and tls:// on one address collide.
+type listenSock struct {
+	proto string
+	addr  netip.AddrPort
+}
+
+// overlap finds an earlier socket on the same protocol and port that one of
+// the two binds as a wildcard (0.0.0.0 or ::) of the same family: the
+// second bind would fail with "address in use".
+func overlap(earlier []listenSock, nodes []*yaml.Node, cur listenSock) (*yaml.Node, string) {
+	for i, prev := range earlier {
+		a, b := prev.addr.Addr(), cur.addr.Addr()
+		if prev.proto != cur.proto || prev.addr.Port() != cur.addr.Port() || a.Is4() != b.Is4() || a == b {
+			continue
+		}
+		if a.IsUnspecified() {
+			return nodes[i], a.String()
+		}
+		if b.IsUnspecified() {
+			return nodes[i], b.String()
+		}
+	}
+	return nil, ""
 }
 
 func parseListen(s string) (Listen, error) {
@@ -239,7 +269,10 @@ func parseListen(s string) (Listen, error) {
 	}
 	ap, err := netip.ParseAddrPort(rest)
 	if err != nil {
-		if _, err := netip.ParseAddr(strings.Trim(rest, "[]")); err == nil {
+		if a, err := netip.ParseAddr(strings.Trim(rest, "[]")); err == nil {
+			if a.Is6() {
+				return Listen{}, fmt.Errorf("has no port, like %s://[%s]:5060", scheme, a)
+			}
 			return Listen{}, fmt.Errorf("has no port, like %s://%s:5060", scheme, rest)
 		}
 		h, _, _ := strings.Cut(rest, ":")
@@ -494,27 +527,7 @@ func (l *loader) users(f *fields, c *Config) {
 				}
 			}
 		}
-		hasPw, hasHA1 := uf.present("password"), uf.present("ha1")
-		switch {
-		case hasPw && hasHA1:
-			l.errorf(uf.keys["ha1"], path, "has both password and ha1; keep one")
-		case !hasPw && !hasHA1:
-			l.errorf(uf.node, path, "needs a password or an ha1")
-		case hasPw:
-			set := uf.str("password", &u.Password)
-			if !uf.has("password") || set && u.Password == "" {
-				l.errorf(uf.pos("password"), uf.at("password"), "is empty; a user without a password could be impersonated")
-			}
-		default:
-			if uf.str("ha1", &u.HA1) {
-				if !ha1RE.MatchString(u.HA1) {
-					l.errorf(uf.vals["ha1"], uf.at("ha1"), "%q is not an MD5 hex digest (32 hex digits of md5(name:realm:password))", u.HA1)
-				}
-				u.HA1 = strings.ToLower(u.HA1)
-			} else if !uf.has("ha1") {
-				l.errorf(uf.pos("ha1"), uf.at("ha1"), "is empty; give the 32 hex digits of md5(name:realm:password)")
-			}
-		}
+		l.secret(uf, u)
 		if v, ok := uf.scalar("extension"); ok {
 			if err := dialString(v.Value); err != nil {
 				l.errorf(v, uf.at("extension"), "%q %v", v.Value, err)
@@ -536,6 +549,38 @@ func (l *loader) users(f *fields, c *Config) {
 			l.x.groupRefs = append(l.x.groupRefs, ref{name: g, path: p, node: nodes[j]})
 		}
 		c.Users = append(c.Users, u)
+	}
+}
+
+// secret reads the user's password or ha1: exactly one, and not empty,
+// since a user without a secret could be impersonated by anyone.
+func (l *loader) secret(uf *fields, u *User) {
+	pw, h := uf.has("password"), uf.has("ha1")
+	switch {
+	case pw && h:
+		l.errorf(uf.keys["ha1"], uf.path, "has both password and ha1; keep one")
+		return
+	case !pw && !h:
+		switch {
+		case uf.present("password"):
+			l.errorf(uf.keys["password"], uf.at("password"), "is empty; a user without a password could be impersonated")
+		case uf.present("ha1"):
+			l.errorf(uf.keys["ha1"], uf.at("ha1"), "is empty; give the 32 hex digits of md5(name:realm:password)")
+		default:
+			l.errorf(uf.node, uf.path, "needs a password or an ha1")
+		}
+		return
+	case pw:
+		if uf.str("password", &u.Password) && u.Password == "" {
+			l.errorf(uf.vals["password"], uf.at("password"), "is empty; a user without a password could be impersonated")
+		}
+		return
+	}
+	if uf.str("ha1", &u.HA1) {
+		if !ha1RE.MatchString(u.HA1) {
+			l.errorf(uf.vals["ha1"], uf.at("ha1"), "%q is not an MD5 hex digest (32 hex digits of md5(name:realm:password))", u.HA1)
+		}
+		u.HA1 = strings.ToLower(u.HA1)
 	}
 }
 
