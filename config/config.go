@@ -70,7 +70,7 @@ type Media struct {
 	Mode       string     // "relay" or "direct"
 	Address    netip.Addr // where relay sockets bind
 	PortMin    int        // even
-	PortMax    int        // odd, > PortMin
+	PortMax    int        // > PortMin, as written; streams use even p in [PortMin, PortMax) with RTCP on p+1
 	RTPTimeout time.Duration
 }
 

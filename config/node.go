@@ -285,7 +285,11 @@ func (l *loader) duration(v *yaml.Node, path string) (time.Duration, bool) {
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		l.errorf(v, path, "%q is not a duration (like 10s)", v.Value)
+		hint := ""
+		if strings.HasSuffix(s, "d") || strings.HasSuffix(s, "w") {
+			hint = "; there are no days or weeks, write hours (24h)"
+		}
+		l.errorf(v, path, "%q is not a duration (like 10s)%s", v.Value, hint)
 		return 0, false
 	}
 	if d < 0 {
@@ -461,10 +465,13 @@ func suggest(s string, candidates []string) string {
 			best, bestD = c, d
 		}
 	}
-	if best == "" && len(s) >= 3 {
-		// "warning" for "warn", "rec" for "record": one is a prefix of the other.
+	if best == "" && len(s) >= 4 {
+		// "warning" for "warn", "prefix" for "group_prefix": one word
+		// contains the other.
+		ls := strings.ToLower(s)
 		for _, c := range candidates {
-			if len(c) >= 3 && (strings.HasPrefix(strings.ToLower(s), strings.ToLower(c)) || strings.HasPrefix(strings.ToLower(c), strings.ToLower(s))) {
+			lc := strings.ToLower(c)
+			if len(c) >= 4 && (strings.Contains(ls, lc) || strings.Contains(lc, ls)) {
 				return c
 			}
 		}

@@ -397,14 +397,14 @@ func (l *loader) timing() {
 		if g.Timeout > 0 {
 			if !g.DistributeEvenly && g.MemberTimeout >= g.Timeout {
 				n, p := either("member_timeout", "timeout")
-				l.warnf(n, p, "member_timeout %v is not shorter than timeout %v, so the group timeout cuts the first attempt short and no later attempt rings", g.MemberTimeout, g.Timeout)
+				l.warnf(n, p, "member_timeout %s is not shorter than timeout %s, so the group timeout cuts the first attempt short and no later attempt rings", human(g.MemberTimeout), human(g.Timeout))
 			}
 			if g.RetryDelay >= g.Timeout && len(g.Members) > 0 {
 				n, p := either("retry_delay", "timeout")
-				l.warnf(n, p, "retry_delay %v is not shorter than timeout %v, so no second attempt can start", g.RetryDelay, g.Timeout)
+				l.warnf(n, p, "retry_delay %s is not shorter than timeout %s, so no second attempt can start", human(g.RetryDelay), human(g.Timeout))
 			}
 			if g.Repeats > 0 {
-				l.warnf(f.pos("repeats"), f.at("repeats"), "repeats only counts when timeout is 0; with timeout %v passes repeat until it expires", g.Timeout)
+				l.warnf(f.pos("repeats"), f.at("repeats"), "repeats only counts when timeout is 0; with timeout %s passes repeat until it expires", human(g.Timeout))
 			}
 		} else if g.DistributeEvenly {
 			n, p := either("distribute_evenly", "timeout")
@@ -413,17 +413,17 @@ func (l *loader) timing() {
 		for i, m := range g.Members {
 			mf := gi.members[i]
 			if g.Timeout > 0 && m.Timeout >= g.Timeout {
-				l.warnf(mf.pos("timeout"), mf.at("timeout"), "%v is not shorter than the group timeout %v, which cuts it short", m.Timeout, g.Timeout)
+				l.warnf(mf.pos("timeout"), mf.at("timeout"), "%s is not shorter than the group timeout %s, which cuts it short", human(m.Timeout), human(g.Timeout))
 			}
 			if m.Delay == 0 {
 				continue
 			}
 			if g.Timeout > 0 && m.Delay >= g.Timeout {
-				l.warnf(mf.pos("delay"), mf.at("delay"), "%v is not shorter than the group timeout %v, so this member never rings", m.Delay, g.Timeout)
+				l.warnf(mf.pos("delay"), mf.at("delay"), "%s is not shorter than the group timeout %s, so this member never rings", human(m.Delay), human(g.Timeout))
 				continue
 			}
 			if ring := g.RingTime(m); (m.Timeout > 0 || !g.DistributeEvenly) && m.Delay >= ring {
-				l.warnf(mf.pos("delay"), mf.at("delay"), "%v is not shorter than the member's ring time %v (counted from the start of its attempt), so it never rings", m.Delay, ring)
+				l.warnf(mf.pos("delay"), mf.at("delay"), "%s is not shorter than the member's ring time %s (counted from the start of its attempt), so it never rings", human(m.Delay), human(ring))
 			}
 		}
 	}
