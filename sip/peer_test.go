@@ -3,6 +3,7 @@ package sip
 import (
 	"fmt"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -212,6 +213,7 @@ func startServer(t *testing.T, cfgText string, peers ...*peer) (*Server, *cdrRec
 		t.Fatalf("config: %v", err)
 	}
 	rec := &cdrRecorder{}
+	baseline := runtime.NumGoroutine()
 	s, err := New(cfg, Options{Log: zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)), CDR: rec})
 	if err != nil {
 		t.Fatal(err)
@@ -238,6 +240,18 @@ func startServer(t *testing.T, cfgText string, peers ...*peer) (*Server, *cdrRec
 			time.Sleep(10 * time.Millisecond)
 		}
 		s.Close()
+		// Closing the server ends every transaction and socket: what was
+		// started for the calls must be gone too.
+		deadline = time.Now().Add(5 * time.Second)
+		for runtime.NumGoroutine() > baseline {
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<20)
+				t.Errorf("leak: %d goroutines, %d before the server started\n%s",
+					runtime.NumGoroutine(), baseline, buf[:runtime.Stack(buf, true)])
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	})
 	return s, rec
 }
