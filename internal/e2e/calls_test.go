@@ -70,6 +70,7 @@ func parallelFirstAnswerWins(e *env) {
 	e.finish()
 
 	cm := c.messages(t)
+	tryingAtOnce(t, cm)
 	oneRinging(t, cm)
 	answeredWith(t, cm, m1)
 	for _, m := range []*sipp{m2, m3} {
@@ -119,6 +120,7 @@ func linearRingOutThenNext(e *env) {
 	e.finish()
 
 	cm := c.messages(t)
+	tryingAtOnce(t, cm)
 	oneRinging(t, cm)
 	answeredWith(t, cm, m2)
 	m1m, m2m := m1.messages(t), m2.messages(t)
@@ -158,6 +160,7 @@ func linearBusyEndsTry(e *env) {
 	e.finish()
 
 	cm := c.messages(t)
+	tryingAtOnce(t, cm)
 	oneRinging(t, cm)
 	answeredWith(t, cm, m2)
 	m1m, m2m := m1.messages(t), m2.messages(t)
@@ -185,6 +188,7 @@ func allBusy486(e *env) {
 	e.finish()
 
 	cm := c.messages(t)
+	tryingAtOnce(t, cm)
 	inv, busy := at(cm, func(m sipMsg) bool { return m.sent && m.method() == "INVITE" }), at(cm, func(m sipMsg) bool { return !m.sent && m.code() == 486 })
 	if !inv.IsZero() && !busy.IsZero() {
 		within(t, "the caller's 486 after its INVITE (both busy after 100ms)", busy.Sub(inv), 50*ms, 1500*ms)
@@ -205,6 +209,7 @@ func groupTimeout480(e *env) {
 	e.finish()
 
 	cm := c.messages(t)
+	tryingAtOnce(t, cm)
 	oneRinging(t, cm)
 	inv, fin := at(cm, func(m sipMsg) bool { return m.sent && m.method() == "INVITE" }), at(cm, func(m sipMsg) bool { return !m.sent && m.code() == 480 })
 	if !inv.IsZero() && !fin.IsZero() {
@@ -238,6 +243,7 @@ func noanswerURI(e *env) {
 	e.finish()
 
 	cm := c.messages(t)
+	tryingAtOnce(t, cm)
 	oneRinging(t, cm)
 	answeredWith(t, cm, vm)
 	if can, vinv := at(m1.messages(t), isReq("CANCEL")), at(vm.messages(t), isReq("INVITE")); !can.IsZero() && !vinv.IsZero() && vinv.Before(can.Add(-100*ms)) {
@@ -268,6 +274,7 @@ func noanswerGroup(e *env) {
 	e.finish()
 
 	cm := c.messages(t)
+	tryingAtOnce(t, cm)
 	oneRinging(t, cm)
 	answeredWith(t, cm, m2)
 	r := e.oneCDR(c, "600")
@@ -301,6 +308,7 @@ func callerCancel(e *env) {
 	e.finish()
 
 	cm := c.messages(t)
+	tryingAtOnce(t, cm)
 	oneRinging(t, cm)
 	if n := len(responses(received(cm), 200, "CANCEL")); n < 1 {
 		t.Error("caller got no 200 for its CANCEL")
@@ -372,6 +380,7 @@ func twoAnswerAtOnce(e *env) {
 		t.Fatalf("CDR answered_by %q, want one of %q %q", r.AnsweredBy, key(m1), key(m2))
 	}
 	cm := c.messages(t)
+	tryingAtOnce(t, cm)
 	answeredWith(t, cm, winner)
 	lm := loser.messages(t)
 	ack, bye := at(lm, isReq("ACK")), at(lm, isReq("BYE"))
@@ -399,6 +408,7 @@ func redirect302(e *env) {
 	e.finish()
 
 	cm := c.messages(t)
+	tryingAtOnce(t, cm)
 	answeredWith(t, cm, m2)
 	inv := initialInvites(received(m2.messages(t)))
 	if len(inv) != 1 || !strings.Contains(inv[0].requestURI(), fmt.Sprintf("m2@127.0.0.1:%d", m2.port)) {
@@ -439,6 +449,7 @@ func reinviteAfterAnswer(e *env) {
 	if n1, _ := invs[1].cseq(); n1 <= n0 {
 		t.Errorf("re-INVITE CSeq %d not above the INVITE's %d", n1, n0)
 	}
+	tryingAtOnce(t, c.messages(t))
 	r := e.oneCDR(c, "600")
 	expectCDR(t, r, "answered", 200)
 }
@@ -452,6 +463,7 @@ func memberBye(e *env) {
 	e.finish()
 
 	cm := c.messages(t)
+	tryingAtOnce(t, cm)
 	byes := requests(received(cm), "BYE")
 	if len(byes) == 0 {
 		t.Fatal("caller got no BYE")

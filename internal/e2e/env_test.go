@@ -272,6 +272,27 @@ func expectLegs(t *testing.T, r cdrRecord, want map[string]int) {
 	}
 }
 
+// tryingAtOnce checks SPEC "One call" step 1: an INVITE that enters a
+// group gets 100 Trying at once, before any other response. 150 ms tells a
+// deliberate 100 from one a transaction layer sends after 200 ms of
+// silence.
+func tryingAtOnce(t *testing.T, caller []sipMsg) {
+	t.Helper()
+	inv := at(caller, func(m sipMsg) bool { return m.sent && m.method() == "INVITE" && m.toTag() == "" })
+	for _, m := range caller {
+		if m.sent || m.cseqMethod() != "INVITE" || m.code() == 0 {
+			continue
+		}
+		if m.code() != 100 {
+			t.Errorf("the first response to the caller's INVITE is %q, want 100 Trying", m.first)
+		} else {
+			within(t, "100 Trying after the caller's INVITE", m.at.Sub(inv), 0, 150*ms)
+		}
+		return
+	}
+	t.Error("the caller got no response to its INVITE")
+}
+
 // oneRinging checks that the caller got exactly one 180 (SPEC step 5) and
 // no 183 (ringback passthrough in direct mode sends 180 only).
 func oneRinging(t *testing.T, caller []sipMsg) {

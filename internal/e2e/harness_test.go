@@ -378,13 +378,19 @@ func (d *daemon) admin() string   { return fmt.Sprintf("127.0.0.1:%d", d.adminPo
 // configYAML renders a test config in the format of
 // spec/ringroute.example.yaml, with timeouts short enough for the suite.
 func configYAML(sipPort, adminPort int, cdr string, groups []group) string {
+	return configYAMLLevel(sipPort, adminPort, cdr, groups, "debug")
+}
+
+// configYAMLLevel is configYAML with another log level (the load probe
+// must not measure debug logging).
+func configYAMLLevel(sipPort, adminPort int, cdr string, groups []group, level string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: [udp://127.0.0.1:%d, tcp://127.0.0.1:%d]\n", sipPort, sipPort)
 	b.WriteString("realm: test\n")
 	b.WriteString("drain_timeout: 1s\n") // SIGTERM at the end of a case must not wait 30s
 	b.WriteString("media: {mode: direct}\n")
 	fmt.Fprintf(&b, "admin: {listen: 127.0.0.1:%d}\n", adminPort)
-	b.WriteString("log: {level: debug, format: json}\n")
+	fmt.Fprintf(&b, "log: {level: %s, format: json}\n", level)
 	fmt.Fprintf(&b, "cdr: {path: %q}\n", cdr)
 	b.WriteString("registrar: {state_file: \"\"}\n")
 	b.WriteString("limits: {requests_per_source: 0}\n")
@@ -420,6 +426,11 @@ func configYAML(sipPort, adminPort int, cdr string, groups []group) string {
 // answers OPTIONS over UDP and accepts TCP connections.
 func startDaemon(t testing.TB, dir string, groups []group) *daemon {
 	t.Helper()
+	return startDaemonLevel(t, dir, groups, "debug")
+}
+
+func startDaemonLevel(t testing.TB, dir string, groups []group, level string) *daemon {
+	t.Helper()
 	bin := needDaemon(t)
 	base := portBlock(t)
 	d := &daemon{
@@ -430,7 +441,7 @@ func startDaemon(t testing.TB, dir string, groups []group) *daemon {
 		sipPort:   base,
 		adminPort: base + 1,
 	}
-	if err := os.WriteFile(d.config, []byte(configYAML(d.sipPort, d.adminPort, d.cdr, groups)), 0o644); err != nil {
+	if err := os.WriteFile(d.config, []byte(configYAMLLevel(d.sipPort, d.adminPort, d.cdr, groups, level)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	d.proc = startProc(t, "ringroute", dir, d.log, bin, "run", "-c", d.config)
