@@ -43,6 +43,19 @@
 //   - In server mode any message with an unknown Call-ID starts a new
 //     "call" that counts towards -m; a stray message can end a member early
 //     or make it fail.
+//   - A status line is parsed when the scenario loads, so its code cannot
+//     come from -key ("Response codes must be in the range of 100-700");
+//     the self-test writes a copy of peer_uas_reject.xml per code instead.
+//     Keys work in headers (uas_redirect.xml's Contact).
+//   - <timewait> at the end of a scenario fails the call over TCP when the
+//     peer closes the connection meanwhile (the other SIPp exiting), so no
+//     scenario here uses it; over UDP a late retransmission then reaches a
+//     SIPp that has finished, which only logs it.
+//   - A label may end the scenario (<label id="done"/> as its last element)
+//     to jump over alternative branches.
+//   - An unexpected message is logged twice in -trace_msg, once as received
+//     and once under "Unexpected ... message received:"; the parser keeps
+//     only the first, so counts are per wire message.
 //   - SIPp needs no terminal with -nostdin; its statistics screen still goes
 //     to stdout, which the harness writes to a file.
 //   - Exit codes: 0 all calls succeeded, 1 some failed, 99 no call was
@@ -201,6 +214,9 @@ func portFree(p int) bool {
 		addr := net.JoinHostPort(ip, strconv.Itoa(p))
 		u, err := net.ListenPacket("udp", addr)
 		if err != nil {
+			if ip != "127.0.0.1" && errors.Is(err, syscall.EADDRNOTAVAIL) {
+				break // no 127.0.0.2 here (not Linux): nothing to collide with
+			}
 			return false
 		}
 		l, err := net.Listen("tcp", addr)
