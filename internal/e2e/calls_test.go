@@ -21,6 +21,7 @@ var callCases = []struct {
 	run  func(e *env)
 }{
 	{"parallel_first_answer_wins", parallelFirstAnswerWins},
+	{"answered_elsewhere_off_no_reason", answeredElsewhereOff},
 	{"linear_ring_out_then_next", linearRingOutThenNext},
 	{"linear_busy_ends_try_at_once", linearBusyEndsTry},
 	{"all_busy_486", allBusy486},
@@ -107,6 +108,35 @@ func parallelFirstAnswerWins(e *env) {
 		}
 		within(t, "starting the three legs of an `all` group", last.Sub(first), 0, 500*ms)
 	}
+}
+
+// With answered_elsewhere: false the losing legs are still CANCELled, but
+// without the RFC 3326 Reason (SPEC step 6 and the example config).
+func answeredElsewhereOff(e *env) {
+	t := e.t
+	m1 := e.member("m1", "uas_answer.xml", 1, 300*ms, nil)
+	m2 := e.member("m2", "uas_ring_cancel.xml", 1, 0, nil)
+	g := sales("all", 4*time.Second, 3*time.Second, m1, m2)
+	g.extra = []string{"answered_elsewhere: false"}
+	e.daemon(g)
+	c := e.call("caller", "uac_answer.xml", "600", 300*ms)
+	e.finish()
+
+	cm := c.messages(t)
+	tryingAtOnce(t, cm)
+	answeredWith(t, cm, m1)
+	rs := cancelReasons(m2.messages(t))
+	if len(rs) != 1 {
+		t.Errorf("the losing member got %d CANCELs, want 1", len(rs))
+	}
+	for _, r := range rs {
+		if isElsewhere(r) {
+			t.Errorf("answered_elsewhere is false but the CANCEL carries Reason %q", r)
+		}
+	}
+	r := e.oneCDR(c, "600")
+	expectCDR(t, r, "answered", 200)
+	expectLegs(t, r, map[string]int{key(m1): 200, key(m2): 487})
 }
 
 // Linear: member 1 rings its whole member_timeout and is cancelled (not

@@ -376,6 +376,7 @@ type group struct {
 	timeout, memberTimeout, retryDelay time.Duration
 	members                            []string          // member URIs
 	fallback                           map[string]string // case -> YAML flow mapping, e.g. `{reject: 480}`
+	extra                              []string          // more "key: value" lines for the group
 }
 
 type daemon struct {
@@ -419,6 +420,9 @@ func configYAMLLevel(sipPort, adminPort int, cdr string, groups []group, level s
 		fmt.Fprintf(&b, "    timeout: %s\n", g.timeout)
 		fmt.Fprintf(&b, "    member_timeout: %s\n", g.memberTimeout)
 		fmt.Fprintf(&b, "    retry_delay: %s\n", g.retryDelay)
+		for _, l := range g.extra {
+			fmt.Fprintf(&b, "    %s\n", l)
+		}
 		b.WriteString("    members:\n")
 		for _, m := range g.members {
 			fmt.Fprintf(&b, "      - uri: %q\n", m)
