@@ -238,7 +238,7 @@ func expectCDR(t *testing.T, r cdrRecord, outcome string, code int) {
 	}
 }
 
-// legByMember returns the CDR legs for a member key.
+// legsOf returns the CDR legs for a member key.
 func legsOf(r cdrRecord, member string) []cdrLeg {
 	var out []cdrLeg
 	for _, l := range r.Legs {

@@ -32,7 +32,7 @@ func TestLoad(t *testing.T) {
 	}
 	const seconds = 5
 	best := 0
-	for _, rate := range []int{5, 10, 20, 40, 60, 80, 120, 160, 240, 320} {
+	for _, rate := range []int{5, 10, 20, 40, 60, 80, 120, 160, 240, 320, 480, 640} {
 		ok, detail := loadStep(t, tr, rate, seconds)
 		t.Logf("%3d calls/s for %ds over %s: %s", rate, seconds, tr, detail)
 		if !ok {

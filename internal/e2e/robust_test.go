@@ -125,7 +125,7 @@ var halfSIPVariants = []string{
 	"no-via", "no-call-id", "no-cseq", "no-from", "no-to",
 	"cseq-not-a-number", "cseq-overflow",
 	"content-length-huge", "content-length-negative",
-	"sip-version-7", // RFC 3261 section 8.2.1 / 21.5.6: 505, never a call
+	"sip-version-7", // RFC 3261 section 21.5.6: 505 Version Not Supported, never a call
 	"no-request-uri", "no-sip-version", "via-without-host",
 	"stray-response", "http", "binary-method", "only-long-headers",
 }
