@@ -307,6 +307,9 @@ func (c *Config) ServesDomain(host string) bool {
 	if len(c.Domains) == 0 {
 		return true
 	}
+	// A request-URI carries an IPv6 host in brackets; domains stores it
+	// bare.
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
 	for _, d := range c.Domains {
 		if strings.EqualFold(d, host) {
 			return true

@@ -100,6 +100,10 @@ type CallerAnswerFailed struct{}
 // Tick: the time returned by Call.Deadline has come.
 type Tick struct{}
 
+// Shutdown: ringroute is stopping (the drain timeout passed). A ringing call
+// is refused with 503, an answered one hung up on both sides.
+type Shutdown struct{}
+
 func (LegRinging) isEvent()         {}
 func (LegAnswered) isEvent()        {}
 func (LegFailed) isEvent()          {}
@@ -108,6 +112,7 @@ func (CallerCancelled) isEvent()    {}
 func (CallerEnded) isEvent()        {}
 func (CallerAnswerFailed) isEvent() {}
 func (Tick) isEvent()               {}
+func (Shutdown) isEvent()           {}
 
 // Action is an output of Call.Start and Call.Step, carried out by an
 // Executor.

@@ -136,6 +136,8 @@ func (c *Call) Step(now time.Time, ev Event) []Action {
 		c.onCallerEnded()
 	case CallerAnswerFailed:
 		c.onAnswerFailed()
+	case Shutdown:
+		c.onShutdown()
 	case Tick:
 	}
 	// An event may make something due at once (a failed member ends its
@@ -363,8 +365,12 @@ func (c *Call) onCallerGone() {
 		}
 		c.finish(OutcomeCancelled, 487)
 	case phaseAnswered:
-		// The CANCEL crossed our 200: the caller will not take the call.
-		c.onAnswerFailed()
+		// The CANCEL reached the caller's INVITE before our 200 did (sip
+		// only reports a CANCEL that matched a transaction still waiting
+		// for its final response): the caller got 487, not the call.
+		c.hangUp(c.winner)
+		c.rec.Answer = nil
+		c.finish(OutcomeCancelled, 487)
 	}
 }
 
@@ -376,6 +382,22 @@ func (c *Call) onCallerEnded() {
 		c.onCallerGone()
 	case phaseAnswered:
 		c.hangUp(c.winner)
+		c.finish(OutcomeAnswered, 200)
+	}
+}
+
+func (c *Call) onShutdown() {
+	switch c.phase {
+	case phaseRinging:
+		c.note("ringroute shut down")
+		for _, l := range c.legs {
+			c.cancel(l, CancelCallerGone)
+		}
+		c.reject(503, OutcomeFailed)
+	case phaseAnswered:
+		c.note("ringroute shut down")
+		c.hangUp(c.winner)
+		c.emit(HangUpCaller{})
 		c.finish(OutcomeAnswered, 200)
 	}
 }

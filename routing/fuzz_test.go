@@ -143,7 +143,7 @@ func (fz *fuzzRun) random(op, arg, dt byte) {
 	legs := len(fz.call.legs)
 	l := LegID(int(arg) % (legs + 2)) // 0 and legs+1 are unknown
 	code := fuzzCodes[int(arg)%len(fuzzCodes)]
-	switch op % 10 {
+	switch op % 11 {
 	case 0:
 		fz.step(LegRinging{Leg: l, Code: 180})
 	case 1:
@@ -168,6 +168,8 @@ func (fz *fuzzRun) random(op, arg, dt byte) {
 		fz.step(LegFailed{Leg: l, Code: 302, Contacts: []string{fmt.Sprintf("sip:fwd%d@y", arg)}})
 	case 9:
 		fz.step(Tick{}) // a stale or early Tick
+	case 10:
+		fz.step(Shutdown{})
 	}
 }
 

@@ -565,6 +565,8 @@ func parseEvent(f []string) (Event, error) {
 		return CallerEnded{}, nil
 	case "answer-failed":
 		return CallerAnswerFailed{}, nil
+	case "shutdown":
+		return Shutdown{}, nil
 	case "tick":
 		return Tick{}, nil
 	}
@@ -591,6 +593,8 @@ func formatEvent(ev Event) string {
 		return "CallerEnded"
 	case CallerAnswerFailed:
 		return "CallerAnswerFailed"
+	case Shutdown:
+		return "Shutdown"
 	case Tick:
 		return "Tick"
 	}

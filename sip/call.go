@@ -94,6 +94,7 @@ func (c *call) peer(leg *uac) *dialog {
 
 // cleanup runs when the runner is done: every leg has ended.
 func (c *call) cleanup() {
+	c.s.active.Delete(c)
 	c.s.dialogs.remove(c.a.callID, c.a.localTag())
 	c.a.stop()
 	c.s.live.calls.Add(-1)

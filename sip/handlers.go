@@ -105,6 +105,7 @@ func (s *Server) startCall(cfg *config.Config, g *config.Group, req *sipmsg.Requ
 	}
 	s.calls.Add(1)
 	s.live.calls.Add(1)
+	s.active.Store(c, struct{}{})
 	go func() {
 		c.runner.Run()
 		c.cleanup()
@@ -187,7 +188,17 @@ func (s *Server) onBye(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	}
 	_ = s.respond(req, tx, 200, "OK")
 	if r.leg == nil {
-		if r.call.a.onBye() {
+		a := r.call.a
+		if a.byeBeforeAnswer() {
+			// Not valid SIP (RFC 3261 §15: CANCEL, not BYE, before the
+			// final response), but the caller is gone: its INVITE still
+			// gets its final response, and the legs are cancelled.
+			r.call.log.Debug("caller sent BYE before answer")
+			a.reject(487)
+			r.call.post(routing.CallerCancelled{})
+			return
+		}
+		if a.onBye() {
 			r.call.log.Debug("caller hung up")
 			r.call.post(routing.CallerEnded{})
 		}

@@ -79,6 +79,7 @@ type Server struct {
 	recent   recentLegs
 	draining atomic.Bool
 	calls    sync.WaitGroup
+	active   sync.Map // *call -> struct{}: calls whose runner is still running
 	live     struct{ calls, legs atomic.Int64 }
 }
 
@@ -295,6 +296,16 @@ func (s *Server) Addr(transport string) (netip.AddrPort, bool) {
 // Drain stops taking new calls: INVITEs get 503 with Retry-After. Calls in
 // progress go on.
 func (s *Server) Drain() { s.draining.Store(true) }
+
+// Abort ends every call in progress: ringing calls are refused with 503,
+// answered ones hung up on both sides. It is the end of a drain that timed
+// out; Wait then returns once the BYEs and CANCELs are done.
+func (s *Server) Abort() {
+	s.active.Range(func(k, _ any) bool {
+		k.(*call).post(routing.Shutdown{})
+		return true
+	})
+}
 
 // Live counts the calls and legs still alive, for leak checks and the admin
 // API.

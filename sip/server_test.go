@@ -494,3 +494,78 @@ Max-Forwards: 70
 	bye := m.request(sipmsg.BYE, wait)
 	m.reply(bye, 200, "", "")
 }
+
+// A BYE before the final response is not valid SIP, but the caller is gone:
+// the BYE gets 200, the INVITE its 487, and the members a CANCEL.
+func TestByeBeforeAnswer(t *testing.T) {
+	caller, m := newPeer(t, "caller"), newPeer(t, "m")
+	_, cdrs := startServer(t, groupConfig("all", m.uri("m")), caller, m)
+
+	cid := caller.invite("600")
+	inv := m.request(sipmsg.INVITE, wait)
+	m.reply(inv, 180, "mtag", "")
+	ring := caller.response(180, wait)
+	caller.send(fmt.Sprintf(`BYE sip:600@127.0.0.1:%d SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-earlybye
+From: "Alice" <sip:+15551234@127.0.0.1:%d>;tag=caller1
+To: %s
+Call-ID: %s
+CSeq: 2 BYE
+Max-Forwards: 70
+
+`, caller.to.Port, caller.port(), caller.port(), ring.To().Value(), cid))
+	caller.next("200 for BYE", func(x sipmsg.Message) bool {
+		r, ok := x.(*sipmsg.Response)
+		return ok && r.StatusCode == 200 && r.CSeq().MethodName == sipmsg.BYE
+	}, wait)
+	caller.response(487, wait)
+	c := m.request(sipmsg.CANCEL, wait)
+	m.reply(c, 200, "", "")
+	m.reply(inv, 487, "mtag", "")
+	if r := cdrs.wait(t, 1)[0]; r.Outcome != routing.OutcomeCancelled || r.Code != 487 {
+		t.Errorf("CDR = %+v", r)
+	}
+}
+
+// The end of a drain that timed out: a ringing call is refused with 503 and
+// its legs cancelled, an answered one gets BYE on both sides.
+func TestAbort(t *testing.T) {
+	caller, a, b := newPeer(t, "caller"), newPeer(t, "a"), newPeer(t, "b")
+	cfg := groupConfig("all", a.uri("a")) + `
+  - name: other
+    extension: "601"
+    strategy: all
+    members: [{uri: "` + b.uri("b") + `"}]
+`
+	s, cdrs := startServer(t, cfg, caller, a, b)
+
+	caller.invite("600")
+	ia := a.request(sipmsg.INVITE, wait)
+	a.reply(ia, 200, "atag", sdp)
+	a.request(sipmsg.ACK, wait)
+	ok := caller.response(200, wait)
+	caller.ackFor(ok)
+
+	caller.invite("601")
+	ib := b.request(sipmsg.INVITE, wait)
+	b.reply(ib, 180, "btag", "")
+	caller.response(180, wait)
+
+	s.Abort()
+	bye := a.request(sipmsg.BYE, wait)
+	a.reply(bye, 200, "", "")
+	cb := caller.request(sipmsg.BYE, wait)
+	caller.reply(cb, 200, "", "")
+	caller.response(503, wait)
+	cancel := b.request(sipmsg.CANCEL, wait)
+	b.reply(cancel, 200, "", "")
+	b.reply(ib, 487, "btag", "")
+	recs := cdrs.wait(t, 2)
+	got := map[string]string{}
+	for _, r := range recs {
+		got[r.Group] = fmt.Sprintf("%s/%d", r.Outcome, r.Code)
+	}
+	if got["sales"] != "answered/200" || got["other"] != "failed/503" {
+		t.Errorf("CDRs after Abort: %v", got)
+	}
+}

@@ -229,6 +229,18 @@ func (a *uas) onBye() bool {
 	return true
 }
 
+// byeBeforeAnswer reports a BYE from the caller while its INVITE has no
+// final response yet.
+func (a *uas) byeBeforeAnswer() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.final {
+		return false
+	}
+	a.ended = true
+	return true
+}
+
 func (a *uas) stop() { a.stopOnce.Do(func() { close(a.stopped) }) }
 
 // sendAndWait sends a non-INVITE request and waits for its final response,

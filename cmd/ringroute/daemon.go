@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -108,7 +109,14 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		select {
 		case err := <-done:
 			if err != nil {
-				log.Warn("drain timeout: calls still up are cut", zap.Error(err))
+				calls, _ := srv.Live()
+				log.Warn("drain timeout: hanging up the calls still up", zap.Int("calls", calls))
+				srv.Abort()
+				// The BYEs and CANCELs need a moment; the CDRs are written
+				// as each call ends.
+				ctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+				_ = srv.Wait(ctx)
+				stop()
 			}
 		case <-sigs:
 			log.Warn("second signal: stopping now")
@@ -154,4 +162,3 @@ func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
 	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)
 	return zap.New(core), nil
 }
-
