@@ -161,7 +161,8 @@ type Stats struct {
 	Packets   [2]uint64 // relayed, by the side they came from
 	Bytes     [2]uint64
 	Dropped   uint64 // from a source that is not the latched peer (RTP bleed)
-	NotRTP    uint64 // not RTP/RTCP version 2
+	NotRTP    uint64 // not RTP/RTCP version 2, too short, or a payload type the sender did not negotiate
+	Drained   uint64 // valid but not forwarded: before Bridge (or EarlyMedia), or no peer to send to yet
 	RecordErr string
 }
 
