@@ -11,23 +11,48 @@ import (
 	"github.com/ringroute/ringroute/routing"
 )
 
-// routes wires one handler per method into sipgo.
+// routes wires one handler per method into sipgo, each behind the checks
+// every request must pass.
 func (s *Server) routes() {
-	s.srv.OnInvite(s.onInvite)
-	s.srv.OnAck(s.onAck)
-	s.srv.OnBye(s.onBye)
-	s.srv.OnCancel(s.onUnmatchedCancel)
-	s.srv.OnOptions(s.onOptions)
-	s.srv.OnUpdate(s.onInDialog)
-	s.srv.OnInfo(s.onInDialog)
-	s.srv.OnNoRoute(s.onOther)
+	s.srv.OnInvite(s.guard(s.onInvite))
+	s.srv.OnAck(s.guard(s.onAck))
+	s.srv.OnBye(s.guard(s.onBye))
+	s.srv.OnCancel(s.guard(s.onUnmatchedCancel))
+	s.srv.OnOptions(s.guard(s.onOptions))
+	s.srv.OnUpdate(s.guard(s.onInDialog))
+	s.srv.OnInfo(s.guard(s.onInDialog))
+	s.srv.OnNoRoute(s.guard(s.onOther))
+}
+
+// guard refuses what sipgo parses but no handler should see: another SIP
+// version (505, RFC 3261 §21.5.7, the response itself in SIP/2.0) and
+// requests missing the headers every request needs, or whose top Via has
+// no host to answer to (400). An ACK is never answered, only dropped.
+func (s *Server) guard(h func(*sipmsg.Request, sipmsg.ServerTransaction)) func(*sipmsg.Request, sipmsg.ServerTransaction) {
+	return func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+		if req.SipVersion != "SIP/2.0" {
+			if !req.IsAck() {
+				res := sipmsg.NewResponseFromRequest(req, 505, "Version Not Supported", nil)
+				res.SipVersion = "SIP/2.0"
+				_ = tx.Respond(res)
+			}
+			return
+		}
+		if !valid(req) {
+			if !req.IsAck() {
+				_ = s.respond(req, tx, 400, "Bad Request")
+			}
+			return
+		}
+		h(req, tx)
+	}
 }
 
 // onInvite handles a new call, or a re-INVITE inside a dialog. sipgo
 // requires the handler not to return before the final response is sent:
 // when it returns sipgo ends the transaction.
 func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	if !valid(req) || req.Contact() == nil {
+	if req.Contact() == nil {
 		_ = s.respond(req, tx, 400, "Bad Request")
 		return
 	}
@@ -177,10 +202,6 @@ func (s *Server) onAck(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 
 // onBye ends the call from either side.
 func (s *Server) onBye(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	if !valid(req) {
-		_ = s.respond(req, tx, 400, "Bad Request")
-		return
-	}
 	r, ok := s.dialogs.match(req)
 	if !ok {
 		_ = s.respond(req, tx, 481, reasonPhrase(481))

@@ -31,8 +31,11 @@ func (s *Server) respond(req *sipmsg.Request, tx sipmsg.ServerTransaction, code 
 // valid reports whether req has the headers every request needs (RFC 3261
 // §8.1.1); sipgo parses requests without some of them.
 func valid(req *sipmsg.Request) bool {
-	from, to := req.From(), req.To()
-	if from == nil || to == nil || req.CallID() == nil || req.CSeq() == nil || req.Via() == nil {
+	from, to, via := req.From(), req.To(), req.Via()
+	if from == nil || to == nil || req.CallID() == nil || req.CSeq() == nil || via == nil {
+		return false
+	}
+	if via.Host == "" || via.ProtocolName != "SIP" || via.ProtocolVersion != "2.0" {
 		return false
 	}
 	if _, ok := from.Params.Get("tag"); !ok && req.Method != sipmsg.OPTIONS {

@@ -59,10 +59,6 @@ func (l *uac) onAck(ack *sipmsg.Request) { l.dialog.ackPending(ack) }
 // answer they pass to the other side of the bridge (RFC 3261 §14, RFC 3311,
 // RFC 6086), with their body untouched in direct media mode.
 func (s *Server) onInDialog(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	if !valid(req) {
-		_ = s.respond(req, tx, 400, "Bad Request")
-		return
-	}
 	r, ok := s.dialogs.match(req)
 	if !ok {
 		_ = s.respond(req, tx, 481, reasonPhrase(481))

@@ -569,3 +569,53 @@ func TestAbort(t *testing.T) {
 		t.Errorf("CDRs after Abort: %v", got)
 	}
 }
+
+// "Bad input": requests sipgo parses but that must not reach a group.
+func TestMalformedRequestsRefused(t *testing.T) {
+	caller, m := newPeer(t, "caller"), newPeer(t, "m")
+	_, cdrs := startServer(t, groupConfig("all", m.uri("m")), caller, m)
+
+	caller.send(fmt.Sprintf(`INVITE sip:600@127.0.0.1:%d SIP/7.0
+Via: SIP/7.0/UDP 127.0.0.1:%d;branch=z9hG4bK-v7
+From: <sip:x@127.0.0.1>;tag=x1
+To: <sip:600@127.0.0.1>
+Call-ID: v7
+CSeq: 1 INVITE
+Contact: <sip:x@127.0.0.1:%d>
+
+`, caller.to.Port, caller.port(), caller.port()))
+	if r := caller.response(505, wait); r.SipVersion != "SIP/2.0" {
+		t.Errorf("505 sent as %q", r.SipVersion)
+	}
+	caller.send(fmt.Sprintf(`INVITE sip:600@127.0.0.1:%d SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-nohostcheck
+Via: SIP/2.0/UDP ;;;branch=z9hG4bK-x
+From: <sip:x@127.0.0.1>;tag=x1
+To: <sip:600@127.0.0.1>
+Call-ID: v8
+CSeq: 1 INVITE
+Contact: <sip:x@127.0.0.1:%d>
+
+`, caller.to.Port, caller.port(), caller.port()))
+	// The bad Via is not the top one here, so this INVITE is fine...
+	caller.response(100, wait)
+	inv := m.request(sipmsg.INVITE, wait)
+	m.reply(inv, 486, "m", "")
+	caller.response(486, wait)
+	cdrs.wait(t, 1)
+	// ...but a top Via without a host has nowhere to answer to but the
+	// source, and is refused.
+	caller.send(fmt.Sprintf(`INVITE sip:600@127.0.0.1:%d SIP/2.0
+Via: SIP/2.0/UDP ;;;branch=z9hG4bK-nohost;rport
+From: <sip:x@127.0.0.1>;tag=x1
+To: <sip:600@127.0.0.1>
+Call-ID: v9
+CSeq: 1 INVITE
+Contact: <sip:x@127.0.0.1:%d>
+
+`, caller.to.Port, caller.port()))
+	m.quiet("INVITE", isReq(sipmsg.INVITE), 300*time.Millisecond)
+	if n := len(cdrs.wait(t, 1)); n != 1 {
+		t.Errorf("%d CDRs: a malformed request became a call", n)
+	}
+}
