@@ -537,3 +537,20 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// A request-URI carries an IPv6 host in brackets; domains may list it
+// either way.
+func TestServesDomainIPv6(t *testing.T) {
+	c, err := Parse("d.yaml", []byte(`domains: ["[2001:db8::1]", pbx.example.com]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for host, want := range map[string]bool{
+		"[2001:db8::1]": true, "2001:db8::1": true, "PBX.example.com": true,
+		"[2001:db8::2]": false, "example.com": false,
+	} {
+		if got := c.ServesDomain(host); got != want {
+			t.Errorf("ServesDomain(%q) = %v, want %v", host, got, want)
+		}
+	}
+}
