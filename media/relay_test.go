@@ -41,7 +41,7 @@ func TestRelayBothWaysByteIdentical(t *testing.T) {
 			pkt := rtpPacket(uint8([]int{0, 8}[i%2]), uint16(1000+i), payload)
 			if i == 7 {
 				pkt = rtpPacket(101, uint16(1000+i), []byte{1, 0x8a, 0, 160}) // DTMF passes too
-				pkt[1] |= 0x80                                                 // with the marker bit
+				pkt[1] |= 0x80                                                // with the marker bit
 			}
 			sent = append(sent, pkt)
 			pr.from.send(pr.at, pkt)
@@ -130,9 +130,9 @@ func TestNotRTPDropped(t *testing.T) {
 	c.s.Bridge()
 	stun := append([]byte{0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42}, make([]byte, 12)...)
 	bad := [][]byte{
-		stun,                         // version 0: pion/rtp would take it
-		rtpPacket(0, 1, nil)[:11],    // short
-		rtpPacket(96, 1, []byte{1}),  // payload type not negotiated
+		stun,                        // version 0: pion/rtp would take it
+		rtpPacket(0, 1, nil)[:11],   // short
+		rtpPacket(96, 1, []byte{1}), // payload type not negotiated
 		append([]byte{0x40}, rtpPacket(0, 1, []byte{1})[1:]...), // version 1
 	}
 	for _, b := range bad {

@@ -90,8 +90,9 @@ type sdpLine struct {
 
 func splitLines(body []byte) []sdpLine {
 	var out []sdpLine
-	for _, l := range strings.Split(string(body), "\n") {
-		l = strings.TrimRight(l, "\r")
+	// A bare CR ends a line too, as it does for pion: otherwise a line
+	// the two parsers split differently would change meaning on rewrite.
+	for _, l := range strings.FieldsFunc(string(body), func(r rune) bool { return r == '\n' || r == '\r' }) {
 		if len(l) < 2 || l[1] != '=' || l[0] < 'a' || l[0] > 'z' {
 			continue
 		}
@@ -135,7 +136,7 @@ func parseLines(body []byte) (rawSession, error) {
 }
 
 func parseMLine(v string) (rawMedia, error) {
-	f := strings.Fields(v)
+	f := fields(v)
 	if len(f) < 3 {
 		return rawMedia{}, fmt.Errorf("m=%s: want media, port, proto", v)
 	}
@@ -147,9 +148,15 @@ func parseMLine(v string) (rawMedia, error) {
 	return rawMedia{media: f[0], port: port, formats: f[3:]}, nil
 }
 
+// fields splits on what pion/sdp takes as blanks, so both parsers see the
+// same tokens.
+func fields(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == '\t' })
+}
+
 // connAddr is the address of a c= value "IN IP4 192.0.2.1[/ttl[/n]]".
 func connAddr(v string) string {
-	f := strings.Fields(v)
+	f := fields(v)
 	if len(f) < 3 {
 		return ""
 	}
@@ -231,7 +238,7 @@ func (rs *rawSession) toStreams() ([]Stream, error) {
 					st.Codecs[uint8(pt)] = name
 				}
 			case a.Key == "rtcp" && m.port != 0:
-				f := strings.Fields(a.Value)
+				f := fields(a.Value)
 				if len(f) == 0 {
 					break
 				}
@@ -425,7 +432,7 @@ func rewriteLines(raw []byte, addr netip.Addr, ports []Ports, origin Origin) []b
 						emit('m', l.val)
 						continue
 					}
-					f := strings.Fields(l.val)
+					f := fields(l.val)
 					f[1] = strconv.Itoa(p)
 					emit('m', strings.Join(f, " "))
 				case l.typ == 'c':
