@@ -100,6 +100,10 @@ type CallerAnswerFailed struct{}
 // Tick: the time returned by Call.Deadline has come.
 type Tick struct{}
 
+// MediaTimeout: no RTP came from either side of the answered call for
+// media.rtp_timeout (and it was not on hold). Both sides are hung up.
+type MediaTimeout struct{}
+
 // Shutdown: ringroute is stopping (the drain timeout passed). A ringing call
 // is refused with 503, an answered one hung up on both sides.
 type Shutdown struct{}
@@ -113,6 +117,7 @@ func (CallerEnded) isEvent()        {}
 func (CallerAnswerFailed) isEvent() {}
 func (Tick) isEvent()               {}
 func (Shutdown) isEvent()           {}
+func (MediaTimeout) isEvent()       {}
 
 // Action is an output of Call.Start and Call.Step, carried out by an
 // Executor.
@@ -223,6 +228,13 @@ type Record struct {
 	// strategy not implemented yet (linear used instead), members skipped
 	// because they had nothing to ring, a fallback that could not be taken.
 	Notes []string `json:"notes,omitempty"`
+	// EndedBy says who ended an answered call: "caller", "member",
+	// "rtp_timeout" (no media either way for media.rtp_timeout) or
+	// "shutdown".
+	EndedBy string `json:"ended_by,omitempty"`
+	// Recording is the WAV file of the call when the group records; sip
+	// fills it in.
+	Recording string `json:"recording,omitempty"`
 }
 
 // LegRecord is one leg tried.

@@ -138,6 +138,14 @@ func (c *Call) Step(now time.Time, ev Event) []Action {
 		c.onAnswerFailed()
 	case Shutdown:
 		c.onShutdown()
+	case MediaTimeout:
+		if c.phase == phaseAnswered {
+			c.note("no RTP for media.rtp_timeout")
+			c.rec.EndedBy = "rtp_timeout"
+			c.hangUp(c.winner)
+			c.emit(HangUpCaller{})
+			c.finish(OutcomeAnswered, 200)
+		}
 	case Tick:
 	}
 	// An event may make something due at once (a failed member ends its
@@ -347,6 +355,7 @@ func (c *Call) onEnded(ev LegEnded) {
 	case legAnswered:
 		// The winner hung up: end the caller too.
 		l.state = legDone
+		c.rec.EndedBy = "member"
 		c.emit(HangUpCaller{})
 		c.finish(OutcomeAnswered, 200)
 	case legHungUp:
@@ -381,6 +390,7 @@ func (c *Call) onCallerEnded() {
 		// caller is gone; leaving legs ringing would be worse.
 		c.onCallerGone()
 	case phaseAnswered:
+		c.rec.EndedBy = "caller"
 		c.hangUp(c.winner)
 		c.finish(OutcomeAnswered, 200)
 	}
@@ -396,6 +406,7 @@ func (c *Call) onShutdown() {
 		c.reject(503, OutcomeFailed)
 	case phaseAnswered:
 		c.note("ringroute shut down")
+		c.rec.EndedBy = "shutdown"
 		c.hangUp(c.winner)
 		c.emit(HangUpCaller{})
 		c.finish(OutcomeAnswered, 200)

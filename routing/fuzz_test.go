@@ -143,7 +143,7 @@ func (fz *fuzzRun) random(op, arg, dt byte) {
 	legs := len(fz.call.legs)
 	l := LegID(int(arg) % (legs + 2)) // 0 and legs+1 are unknown
 	code := fuzzCodes[int(arg)%len(fuzzCodes)]
-	switch op % 11 {
+	switch op % 12 {
 	case 0:
 		fz.step(LegRinging{Leg: l, Code: 180})
 	case 1:
@@ -170,6 +170,8 @@ func (fz *fuzzRun) random(op, arg, dt byte) {
 		fz.step(Tick{}) // a stale or early Tick
 	case 10:
 		fz.step(Shutdown{})
+	case 11:
+		fz.step(MediaTimeout{})
 	}
 }
 

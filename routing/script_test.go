@@ -567,6 +567,8 @@ func parseEvent(f []string) (Event, error) {
 		return CallerAnswerFailed{}, nil
 	case "shutdown":
 		return Shutdown{}, nil
+	case "media-timeout":
+		return MediaTimeout{}, nil
 	case "tick":
 		return Tick{}, nil
 	}
@@ -595,6 +597,8 @@ func formatEvent(ev Event) string {
 		return "CallerAnswerFailed"
 	case Shutdown:
 		return "Shutdown"
+	case MediaTimeout:
+		return "MediaTimeout"
 	case Tick:
 		return "Tick"
 	}
@@ -645,6 +649,9 @@ func formatRecord(r Record) string {
 	}
 	if r.Fallback != "" {
 		fmt.Fprintf(&b, "fallback=%s\n", r.Fallback)
+	}
+	if r.EndedBy != "" {
+		fmt.Fprintf(&b, "ended_by=%s\n", r.EndedBy)
 	}
 	fmt.Fprintf(&b, "groups=%s\n", strings.Join(r.Groups, ","))
 	for _, n := range r.Notes {
