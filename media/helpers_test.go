@@ -134,16 +134,18 @@ func recv(c *net.UDPConn, d time.Duration) ([]byte, netip.AddrPort, bool) {
 	return buf[:n], from, true
 }
 
-// drain reads until the socket is quiet for d and returns what came.
+// drain reads until the socket is quiet for d (or 3 s passed) and
+// returns what came.
 func drain(c *net.UDPConn, d time.Duration) [][]byte {
 	var out [][]byte
-	for {
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
 		b, _, ok := recv(c, d)
 		if !ok {
 			return out
 		}
 		out = append(out, b)
 	}
+	return out
 }
 
 func rtpPacket(pt uint8, seq uint16, payload []byte) []byte {
