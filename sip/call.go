@@ -19,10 +19,13 @@ type call struct {
 	cfg    *config.Config
 	runner *routing.Runner
 	a      *uas
+	m      *callMedia // nil in media mode direct
 
 	// legs is touched only on the runner goroutine (Execute); handlers find
 	// legs through the dialog table.
 	legs map[routing.LegID]*uac
+
+	group *config.Group // the group dialled
 
 	mu         sync.Mutex
 	winner     *uac // set by AnswerCaller; the other side of the bridge
@@ -50,6 +53,9 @@ func (c *call) Execute(act routing.Action) {
 			l.hangUp()
 		}
 	case routing.RingCaller:
+		if c.m != nil && c.m.ring(c.group) {
+			return // 183 with our SDP went out instead
+		}
 		c.a.ring()
 	case routing.AnswerCaller:
 		l := c.legs[a.Leg]
@@ -67,6 +73,11 @@ func (c *call) Execute(act routing.Action) {
 		c.a.hangUp()
 	case routing.Finish:
 		// The runner logs the outcome.
+		if c.m != nil {
+			c.m.mu.Lock()
+			a.Record.Recording = c.m.path
+			c.m.mu.Unlock()
+		}
 		if c.s.cdr != nil {
 			c.s.cdr.Write(a.Record)
 		}
@@ -95,6 +106,9 @@ func (c *call) peer(leg *uac) *dialog {
 // cleanup runs when the runner is done: every leg has ended.
 func (c *call) cleanup() {
 	c.s.active.Delete(c)
+	if c.m != nil {
+		c.m.close()
+	}
 	c.s.dialogs.remove(c.a.callID, c.a.localTag())
 	c.a.stop()
 	c.s.live.calls.Add(-1)

@@ -7,6 +7,7 @@ import (
 	sipgo "github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
 
+	"github.com/ringroute/ringroute/media"
 	"github.com/ringroute/ringroute/routing"
 )
 
@@ -30,6 +31,7 @@ type dialog struct {
 	// and TCP connections the peer opened keep working.
 	destination string
 	contact     *sipmsg.ContactHeader
+	side        media.Side // which side of the relay this dialog's peer is on
 	// pending is a relayed re-INVITE whose 2xx we sent this peer and whose
 	// ACK we wait for.
 	pending *pendingAck

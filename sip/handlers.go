@@ -113,8 +113,17 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 // startCall runs one call and blocks until the caller has its final
 // response.
 func (s *Server) startCall(cfg *config.Config, g *config.Group, req *sipmsg.Request, tx sipmsg.ServerTransaction, tag string, log *zap.Logger) {
-	c := &call{s: s, log: log, cfg: cfg, legs: map[routing.LegID]*uac{}}
+	c := &call{s: s, log: log, cfg: cfg, group: g, legs: map[routing.LegID]*uac{}}
 	c.a = newUAS(c, req, tx, tag)
+	if s.pool != nil {
+		m, code := s.newCallMedia(c, req)
+		if code != 0 {
+			_ = s.respond(req, tx, code, reasonPhrase(code))
+			s.writeRejected(req, code)
+			return
+		}
+		c.m = m
+	}
 	c.runner = routing.NewRunner(routing.Setup{
 		CallID:  c.a.callID,
 		Config:  cfg,

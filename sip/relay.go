@@ -113,8 +113,16 @@ func (c *call) relay(src, dst *dialog, req *sipmsg.Request, tx sipmsg.ServerTran
 			c.mu.Unlock()
 		}()
 	}
+	body := req.Body()
+	if c.m != nil {
+		var ok bool
+		if body, ok = c.m.inDialog(src.side, dst.side, req); !ok {
+			_ = s.respond(req, tx, 488, reasonPhrase(488))
+			return
+		}
+	}
 	out := dst.newRequest(req.Method, 0)
-	setBody(out, req.Body(), contentType(req))
+	setBody(out, body, contentType(req))
 	copyHeaders(req, out, bodyHeaders...)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 64*sipmsg.T1)
@@ -152,7 +160,15 @@ wait:
 		res.AppendHeader(src.contact.Clone())
 	}
 	copyHeaders(final, res, "Content-Disposition", "Retry-After")
-	setBody(res, final.Body(), contentType(final))
+	rbody := final.Body()
+	if c.m != nil && final.IsSuccess() {
+		// An answer we cannot read goes on as it is: the far side has
+		// already accepted, refusing now would leave the sides apart.
+		if b, ok := c.m.inDialog(dst.side, src.side, final); ok {
+			rbody = b
+		}
+	}
+	setBody(res, rbody, contentType(final))
 
 	if !isInvite || !final.IsSuccess() {
 		otx.Terminate()
@@ -181,7 +197,15 @@ wait:
 	} else {
 		// No offer in the re-INVITE: the far side offered in its 2xx and
 		// the answer comes in the originator's ACK.
-		p.forward = func(ack *sipmsg.Request) { sendAck(ack.Body(), contentType(ack)) }
+		p.forward = func(ack *sipmsg.Request) {
+			body := ack.Body()
+			if c.m != nil {
+				if b, ok := c.m.inDialog(src.side, dst.side, ack); ok {
+					body = b
+				}
+			}
+			sendAck(body, contentType(ack))
+		}
 	}
 	src.setPending(p)
 	defer src.setPending(nil)

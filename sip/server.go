@@ -30,6 +30,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ringroute/ringroute/config"
+	"github.com/ringroute/ringroute/media"
 	"github.com/ringroute/ringroute/routing"
 )
 
@@ -81,6 +82,11 @@ type Server struct {
 	calls    sync.WaitGroup
 	active   sync.Map // *call -> struct{}: calls whose runner is still running
 	live     struct{ calls, legs atomic.Int64 }
+	pool     *media.Pool // nil in media mode direct
+	counters struct {
+		poolExhausted  atomic.Uint64
+		recordFailures atomic.Uint64
+	}
 }
 
 // New builds a Server for cfg; Start binds it.
@@ -153,6 +159,13 @@ func (s *Server) SetConfig(cfg *config.Config) { s.cfg.Store(cfg) }
 // Port 0 binds a free port; Addr tells which.
 func (s *Server) Start() error {
 	cfg := s.Config()
+	if cfg.Media.Relay() {
+		p, err := media.NewPool(cfg.Media.Address, cfg.Media.PortMin, cfg.Media.PortMax)
+		if err != nil {
+			return fmt.Errorf("sip: media ports: %w", err)
+		}
+		s.pool = p
+	}
 	// Bind everything first, then build the clients (they need the bound
 	// ports), then serve: a request must never find a listener without its
 	// client.
@@ -374,6 +387,15 @@ func (systemClock) AfterFunc(d time.Duration, f func()) routing.Timer {
 
 // itoa avoids fmt on hot paths.
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// MediaPorts reports the relay's port pairs in use and in all (0, 0 in
+// direct mode).
+func (s *Server) MediaPorts() (inUse, size int) {
+	if s.pool == nil {
+		return 0, 0
+	}
+	return s.pool.InUse(), s.pool.Size()
+}
 
 // Draining reports whether Drain was called.
 func (s *Server) Draining() bool { return s.draining.Load() }

@@ -12,6 +12,7 @@ import (
 	sipmsg "github.com/emiago/sipgo/sip"
 	"go.uber.org/zap"
 
+	"github.com/ringroute/ringroute/media"
 	"github.com/ringroute/ringroute/routing"
 )
 
@@ -110,8 +111,11 @@ func (l *uac) build() (*sipmsg.Request, *sipgo.Client, int) {
 	inv.AppendHeader(s.contact(tr))
 	inv.AppendHeader(sipmsg.NewHeader("Allow", allowed))
 	inv.AppendHeader(sipmsg.NewHeader("User-Agent", s.agent))
-	body := a.Body()
-	setBody(inv, body, contentType(a))
+	body, ct := a.Body(), contentType(a)
+	if m := l.c.m; m != nil {
+		body, ct = m.memberOffer(), "application/sdp"
+	}
+	setBody(inv, body, ct)
 	copyHeaders(a, inv, "Content-Disposition")
 
 	l.callID = cid.Value()
@@ -122,6 +126,7 @@ func (l *uac) build() (*sipmsg.Request, *sipgo.Client, int) {
 	l.transport = tr
 	l.destination = l.t.Destination
 	l.contact = s.contact(tr)
+	l.side = media.Member
 	l.delayed = len(body) == 0
 	return inv, client, 0
 }
@@ -172,6 +177,9 @@ func (l *uac) run() {
 					giveUp = time.After(64 * sipmsg.T1)
 				}
 				if res.StatusCode > 100 {
+					if l.c.m != nil {
+						l.c.m.onProvisional(l, res)
+					}
 					l.c.post(routing.LegRinging{Leg: l.id, Code: res.StatusCode})
 				}
 			case res.StatusCode < 300:

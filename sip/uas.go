@@ -9,6 +9,7 @@ import (
 	sipmsg "github.com/emiago/sipgo/sip"
 	"go.uber.org/zap"
 
+	"github.com/ringroute/ringroute/media"
 	"github.com/ringroute/ringroute/routing"
 )
 
@@ -58,6 +59,7 @@ func newUAS(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction, tag strin
 	a.client, _ = c.s.client(a.transport)
 	a.destination = req.Source()
 	a.contact = c.s.contact(a.transport)
+	a.side = media.Caller
 	return a
 }
 
@@ -110,6 +112,20 @@ func (a *uas) ring() {
 	}
 }
 
+// progress sends 183 Session Progress with our SDP: early media or
+// ringback is coming through the relay.
+func (a *uas) progress(body []byte) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.final {
+		return
+	}
+	a.rang = true
+	if err := a.tx.Respond(a.response(183, body, "application/sdp")); err != nil {
+		a.c.log.Debug("183 to caller failed", zap.Error(err))
+	}
+}
+
 // reject answers the INVITE with a final failure.
 func (a *uas) reject(code int) {
 	a.mu.Lock()
@@ -135,6 +151,16 @@ func (a *uas) answer(l *uac) {
 		return
 	}
 	body, ct := l.answerBody()
+	if m := a.c.m; m != nil {
+		var err error
+		if body, err = m.answer(l, body); err != nil {
+			a.mu.Unlock()
+			a.c.log.Info("cannot relay the winner's media", zap.Error(err))
+			a.c.post(routing.CallerAnswerFailed{})
+			return
+		}
+		ct = "application/sdp"
+	}
 	res := a.response(200, body, ct)
 	a.answered = true
 	err := a.tx.Respond(res)
@@ -163,7 +189,11 @@ func (a *uas) awaitAck(res *sipmsg.Response, l *uac) {
 			a.mu.Unlock()
 			// A delayed offer is answered in the caller's ACK; the winner
 			// waits for it in its own ACK.
-			l.ackAnswer(ack.Body(), contentType(ack))
+			body, ct := ack.Body(), contentType(ack)
+			if a.c.m != nil && isSDP(ack) {
+				body, ct = a.c.m.ackAnswer(body), "application/sdp"
+			}
+			l.ackAnswer(body, ct)
 			return
 		case <-tick.C:
 			if !reliable {

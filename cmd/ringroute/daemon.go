@@ -45,9 +45,6 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	for _, w := range cfg.Warnings {
 		log.Warn("config: " + w.String())
 	}
-	if cfg.Media.Relay() {
-		log.Warn("media.mode relay is not implemented yet: SDP passes end to end as in direct mode")
-	}
 
 	var cdrw *cdr.Writer
 	if cfg.CDR.Path != "" {

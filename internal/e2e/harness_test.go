@@ -405,7 +405,9 @@ func configYAMLLevel(sipPort, adminPort int, cdr string, groups []group, level s
 	fmt.Fprintf(&b, "listen: [udp://127.0.0.1:%d, tcp://127.0.0.1:%d]\n", sipPort, sipPort)
 	b.WriteString("realm: test\n")
 	b.WriteString("drain_timeout: 1s\n") // SIGTERM at the end of a case must not wait 30s
-	b.WriteString("media: {mode: direct}\n")
+	// Relay mode, the default: every call's media goes through ringroute.
+	// Parallel daemons may share the range; the pool skips ports in use.
+	b.WriteString("media: {mode: relay, address: 127.0.0.1, ports: 40000-59999}\n")
 	fmt.Fprintf(&b, "admin: {listen: 127.0.0.1:%d}\n", adminPort)
 	fmt.Fprintf(&b, "log: {level: %s, format: json}\n", level)
 	fmt.Fprintf(&b, "cdr: {path: %q}\n", cdr)

@@ -205,14 +205,53 @@ func halfSIP(rng *rand.Rand, addr string, i int) []byte {
 	default:
 		panic("halfSIP: no variant " + name)
 	}
-	// Sometimes flip a few bytes too; the breakage above is structural, so
-	// a flip does not repair it (a flip may land in the Call-ID name).
+	// Sometimes flip a few bytes too, but never inside the line that makes
+	// the message broken: a flip there can repair it (a flipped
+	// "Content-Length" name is an unknown header, and a UDP INVITE without
+	// one is valid), and a valid INVITE from a trunk is a real call. A flip
+	// may still land in the Call-ID name.
 	if rng.IntN(3) == 0 {
+		lo, hi := brokenLine(b, name)
 		for range 1 + rng.IntN(4) {
-			b[rng.IntN(len(b))] = byte(rng.UintN(256))
+			if i := rng.IntN(len(b)); i < lo || i >= hi {
+				b[i] = byte(rng.UintN(256))
+			}
 		}
 	}
 	return b
+}
+
+// brokenLine is the byte range of the line whose breakage a variant is
+// about: the request line, or the header the variant replaced. Variants
+// that drop a header, or are not SIP at all, have none: no flip can add a
+// header back.
+func brokenLine(b []byte, name string) (lo, hi int) {
+	var prefix string
+	switch name {
+	case "sip-version-7", "no-request-uri", "no-sip-version", "binary-method", "stray-response", "http":
+		prefix = ""
+	case "cseq-not-a-number", "cseq-overflow":
+		prefix = "CSeq:"
+	case "content-length-huge", "content-length-negative":
+		prefix = "Content-Length:"
+	case "via-without-host", "only-long-headers":
+		prefix = "Via:"
+	default:
+		return 0, 0
+	}
+	s := string(b)
+	lo = 0
+	if prefix != "" {
+		lo = strings.Index(s, prefix)
+		if lo < 0 {
+			return 0, 0
+		}
+	}
+	end := strings.Index(s[lo:], "\r\n")
+	if end < 0 {
+		return lo, len(b)
+	}
+	return lo, lo + end + 2
 }
 
 // goodInvite is a complete INVITE to extension 600 with an SDP body; cut
