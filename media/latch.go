@@ -23,15 +23,22 @@ type latchState struct {
 	have    bool
 	src     netip.AddrPort // the latched source; also the destination toward the peer
 	matched bool           // src has the IP the peer's SDP announced
+	exact   bool           // src is the SDP address itself: locked at once
 	first   int64          // session clock, ns: arrival of the first valid packet
 }
 
 // admit decides whether a valid packet from src comes from the peer and
 // keeps the destination toward the peer on the learnt source:
 //   - the first valid packet latches its source;
-//   - within the window the most recent source wins, except that a source
-//     with the SDP's IP is never replaced by one with another IP (the real
-//     peer normally sends from its SDP address; a stranger rarely can);
+//   - a packet from exactly the SDP address (IP and port) locks at once:
+//     that peer is not behind a NAT, and following anyone else would let
+//     a stranger on the same host or NAT take the call over (two members
+//     of one group behind one NAT, say: the loser's early media must not
+//     replace the winner's);
+//   - otherwise, within the window the most recent source wins, except
+//     that a source with the SDP's IP is never replaced by one with
+//     another IP (the real peer normally sends from its SDP address; a
+//     stranger rarely can);
 //   - after the window only the latched source passes.
 //
 // SetPeer resets the state, so a re-INVITE with a new address opens a new
@@ -51,15 +58,20 @@ func (e *endpoint) admit(src netip.AddrPort, now int64) bool {
 		return true
 	}
 	matched := src.Addr() == ps.sdp.Addr()
+	exact := src == ps.sdp
 	switch {
 	case !l.have:
 		l.have, l.first = true, now
+	case l.exact:
+		return false
+	case exact:
+		// The advertised address showing up beats whatever was followed.
 	case now-l.first >= int64(latchWindow):
 		return false
 	case l.matched && !matched:
 		return false
 	}
-	l.src, l.matched = src, matched
+	l.src, l.matched, l.exact = src, matched, exact
 	d := src // a copy, so only a latch change allocates
 	e.dest.Store(&d)
 	return true
