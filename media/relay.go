@@ -119,7 +119,11 @@ func (p *poolImpl) newSession(streams int, opts SessionOptions) (*Session, error
 		for i := range streams {
 			for k := range 2 {
 				s.wg.Add(1)
-				go s.serve(s.eps[side][i][k])
+				if opts.BatchIO {
+					go s.serveBatch(s.eps[side][i][k])
+				} else {
+					go s.serve(s.eps[side][i][k])
+				}
 			}
 		}
 	}
@@ -168,8 +172,23 @@ func validRTCP(b []byte) bool {
 	return len(b) >= 8 && len(b) < bufSize && b[0]>>6 == 2 && b[1] >= 200 && b[1] <= 206
 }
 
+// handle is everything the relay does with one datagram.
 func (s *session) handle(e *endpoint, b []byte, src netip.AddrPort) {
-	ps := e.peer.Load()
+	o, d, ps, now, ok := s.route(e, b, src)
+	if !ok {
+		return
+	}
+	if _, err := o.conn.WriteToUDPAddrPort(b, d); err != nil {
+		s.drained.Add(1)
+		return
+	}
+	s.sent(e, b, ps, now)
+}
+
+// route validates a datagram from e's peer, latches, and says where it
+// goes: out of o's socket to d. Drops are counted here.
+func (s *session) route(e *endpoint, b []byte, src netip.AddrPort) (o *endpoint, d netip.AddrPort, ps *peerState, now int64, ok bool) {
+	ps = e.peer.Load()
 	if ps == nil {
 		s.drained.Add(1) // no SDP from that side yet: nothing is expected
 		return
@@ -179,7 +198,7 @@ func (s *session) handle(e *endpoint, b []byte, src netip.AddrPort) {
 		return
 	}
 	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
-	now := s.nanos()
+	now = s.nanos()
 	if !e.admit(src, now) {
 		s.dropped.Add(1)
 		return
@@ -192,16 +211,17 @@ func (s *session) handle(e *endpoint, b []byte, src netip.AddrPort) {
 		s.drained.Add(1)
 		return
 	}
-	o := e.other
-	d := o.dest.Load()
-	if d == nil {
+	o = e.other
+	dp := o.dest.Load()
+	if dp == nil {
 		s.drained.Add(1)
 		return
 	}
-	if _, err := o.conn.WriteToUDPAddrPort(b, *d); err != nil {
-		s.drained.Add(1)
-		return
-	}
+	return o, *dp, ps, now, true
+}
+
+// sent accounts a forwarded packet and hands it to the recorder.
+func (s *session) sent(e *endpoint, b []byte, ps *peerState, now int64) {
 	c := &s.count[e.side]
 	c.packets.Add(1)
 	c.bytes.Add(uint64(len(b)))
