@@ -104,8 +104,6 @@ type Session struct {
 type SessionOptions struct {
 	// Now is the clock for idle times and latching windows; nil: time.Now.
 	Now func() time.Time
-	// BatchIO reads and writes with recvmmsg/sendmmsg (measurement only).
-	BatchIO bool
 }
 
 // NewSession binds two port pairs per stream (streams = number of m= lines

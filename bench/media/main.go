@@ -50,7 +50,6 @@ func main() {
 	dur := flag.Duration("dur", 5*time.Second, "measured time per level")
 	warm := flag.Duration("warm", time.Second, "warm-up before measuring")
 	direct := flag.Duration("direct", 2*time.Second, "measured time of the no-relay baseline per level (0: skip)")
-	batch := flag.Bool("batch", false, "relay with recvmmsg/sendmmsg")
 	out := flag.String("out", "", "write the results here (JSON; .tsv: tab-separated)")
 	flag.Parse()
 
@@ -85,7 +84,7 @@ func main() {
 	}
 	var rows []row
 	for _, n := range levels {
-		r, err := runLevel(pool, n, *warm, *dur, *direct, *batch)
+		r, err := runLevel(pool, n, *warm, *dur, *direct)
 		if err != nil {
 			fail(fmt.Errorf("%d calls: %w", n, err))
 		}
@@ -104,9 +103,9 @@ func fail(err error) {
 	os.Exit(1)
 }
 
-func runLevel(pool *media.Pool, n int, warm, dur, direct time.Duration, batch bool) (row, error) {
+func runLevel(pool *media.Pool, n int, warm, dur, direct time.Duration) (row, error) {
 	r := row{Calls: n, Streams: 2 * n}
-	res, relayed, cpu, err := runOnce(pool, n, warm, dur, true, batch)
+	res, relayed, cpu, err := runOnce(pool, n, warm, dur, true)
 	if err != nil {
 		return r, err
 	}
@@ -122,7 +121,7 @@ func runLevel(pool *media.Pool, n int, warm, dur, direct time.Duration, batch bo
 	}
 	r.P50us, r.P99us = res.P50, res.P99
 	if direct > 0 {
-		base, _, _, err := runOnce(pool, n, warm/2, direct, false, false)
+		base, _, _, err := runOnce(pool, n, warm/2, direct, false)
 		if err != nil {
 			return r, err
 		}
@@ -135,7 +134,7 @@ func runLevel(pool *media.Pool, n int, warm, dur, direct time.Duration, batch bo
 // runOnce runs the load process once, through the relay or not, and
 // returns its result, the packets the relay forwarded and the relay's
 // CPU seconds during the measured window.
-func runOnce(pool *media.Pool, n int, warm, dur time.Duration, relay, batch bool) (loadResult, uint64, float64, error) {
+func runOnce(pool *media.Pool, n int, warm, dur time.Duration, relay bool) (loadResult, uint64, float64, error) {
 	var res loadResult
 	self, err := os.Executable()
 	if err != nil {
@@ -174,7 +173,7 @@ func runOnce(pool *media.Pool, n int, warm, dur time.Duration, relay, batch bool
 			to[2*i], to[2*i+1] = peers[2*i+1], peers[2*i]
 			continue
 		}
-		s, err := pool.NewSession(1, media.SessionOptions{BatchIO: batch})
+		s, err := pool.NewSession(1, media.SessionOptions{})
 		if err != nil {
 			return res, 0, 0, err
 		}
