@@ -96,6 +96,12 @@ func (p *Pool) Size() int  { return p.impl.size() }
 // side). It starts dropping everything it receives; sip tells it where each
 // side is (SetPeer) and when to forward (Bridge, EarlyMedia). Close is
 // always called, whatever way the call ends, and returns every port.
+//
+// Every method may be called from any goroutine, concurrently. Bridge and
+// StopPlay wait for the playing goroutine to stop (at most one 20 ms tick);
+// Close waits for the socket readers, the playback and the recording file
+// (its last flush and header fix-up), so it returns within milliseconds on
+// a local disk. Methods called after Close do nothing (Record fails).
 type Session struct {
 	impl *session
 }

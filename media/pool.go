@@ -111,9 +111,15 @@ func (p *poolImpl) allocate() (pair, error) {
 }
 
 func (p *poolImpl) listen(port int) (*net.UDPConn, error) {
+	// An IPv4 address gets an IPv4 socket, so sources come without the
+	// ::ffff: prefix; "::" gets a dual-stack socket, as a wildcard bind
+	// usually means "everything".
 	network := "udp6"
-	if p.addr.Is4() {
+	switch {
+	case p.addr.Is4():
 		network = "udp4"
+	case p.addr.IsUnspecified():
+		network = "udp"
 	}
 	return net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(p.addr, uint16(port))))
 }
