@@ -164,7 +164,7 @@ func (s *Session) Close() error { return s.impl.close() }
 
 // Stats of one session.
 type Stats struct {
-	Packets   [2]uint64 // relayed, by the side they came from
+	Packets   [2]uint64 // relayed (RTP and RTCP), by the side they came from
 	Bytes     [2]uint64
 	Dropped   uint64 // from a source that is not the latched peer (RTP bleed)
 	NotRTP    uint64 // not RTP/RTCP version 2, too short, or a payload type the sender did not negotiate

@@ -18,7 +18,9 @@ const (
 	recLag = 200 * time.Millisecond
 	// recGap: a packet arriving more than this after the end of what the
 	// channel holds starts after silence; less is jitter and is appended.
-	recGap  = 20 * time.Millisecond
+	// Three frames: a burst after a jitter spike must not push the channel
+	// ahead of the other one.
+	recGap  = 60 * time.Millisecond
 	recTick = 100 * time.Millisecond
 	// A RIFF size is 32 bits; stop well before it wraps (about 37 hours).
 	recMaxData = 1<<32 - 1<<20

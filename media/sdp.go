@@ -288,6 +288,13 @@ func activePort(origPort, i int, ports []Ports) int {
 	return ports[i].RTP
 }
 
+func rtcpPort(p Ports) int {
+	if p.RTCP > 0 {
+		return p.RTCP
+	}
+	return p.RTP + 1
+}
+
 func (d descImpl) rewrite(addr netip.Addr, ports []Ports, origin Origin) []byte {
 	addr = addr.Unmap().WithZone("")
 	if d.strict {
@@ -325,7 +332,7 @@ func rewritePion(raw []byte, addr netip.Addr, ports []Ports, origin Origin) ([]b
 		if p == 0 {
 			continue
 		}
-		md.Attributes = append(filterAttrs(md.Attributes, true), sdp.NewAttribute("rtcp", strconv.Itoa(ports[i].RTCP)))
+		md.Attributes = append(filterAttrs(md.Attributes, true), sdp.NewAttribute("rtcp", strconv.Itoa(rtcpPort(ports[i]))))
 	}
 	return sd.Marshal()
 }
@@ -448,7 +455,7 @@ func rewriteLines(raw []byte, addr netip.Addr, ports []Ports, origin Origin) []b
 			}
 		}
 		if p != 0 {
-			emit('a', "rtcp:"+strconv.Itoa(ports[i].RTCP))
+			emit('a', "rtcp:"+strconv.Itoa(rtcpPort(ports[i])))
 		}
 	}
 	return []byte(b.String())

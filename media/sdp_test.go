@@ -267,3 +267,13 @@ func FuzzSDP(f *testing.F) {
 		}
 	})
 }
+
+func TestRewriteRTCPDefaultsToRTPPlusOne(t *testing.T) {
+	d, err := ParseSDP([]byte("v=0\no=- 1 1 IN IP4 10.0.0.1\ns=-\nc=IN IP4 10.0.0.1\nt=0 0\nm=audio 4000 RTP/AVP 0\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := d.Rewrite(netip.MustParseAddr("10.9.9.9"), []Ports{{RTP: 20000}}, Origin{}); !strings.Contains(string(out), "a=rtcp:20001\r\n") {
+		t.Fatalf("no a=rtcp:20001 in\n%s", out)
+	}
+}
