@@ -278,12 +278,19 @@ func (s *session) bridge() {
 }
 
 func (s *session) setHold(held bool) {
-	if !held {
-		// Resuming starts a fresh idle period: the silence of the hold
-		// must not count toward rtp_timeout.
-		s.lastRTP.Store(s.nanos())
+	if held {
+		s.held.Store(true)
+		return
 	}
-	s.held.Store(held)
+	// Resuming starts a fresh idle period: the silence of the hold must
+	// not count toward rtp_timeout. Only a real resume does: sip calls
+	// SetHold(false) on every offer/answer, and a session refresh of a
+	// dead call must not postpone its timeout.
+	now := s.nanos()
+	if s.held.Load() {
+		s.lastRTP.Store(now)
+		s.held.Store(false)
+	}
 }
 
 func (s *session) idle() time.Duration {

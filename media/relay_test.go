@@ -327,6 +327,10 @@ func TestHoldAndIdle(t *testing.T) {
 	if d := c.s.Idle(); d != 2*time.Second {
 		t.Fatalf("Idle 2 s after resume = %v", d)
 	}
+	c.s.SetHold(false) // an offer/answer that changes nothing (session refresh)
+	if d := c.s.Idle(); d != 2*time.Second {
+		t.Fatalf("Idle after a refresh = %v: SetHold(false) when not held restarted it", d)
+	}
 }
 
 func TestTwoStreams(t *testing.T) {
