@@ -43,7 +43,7 @@ func (c *call) Execute(act routing.Action) {
 		l := c.newLeg(a)
 		c.legs[a.Leg] = l
 		c.s.live.legs.Add(1)
-		go l.run()
+		c.s.spawn(l.run)
 	case routing.CancelLeg:
 		if l := c.legs[a.Leg]; l != nil {
 			l.cancel(a)

@@ -30,6 +30,15 @@ func (s *Server) routes() {
 // no host to answer to (400). An ACK is never answered, only dropped.
 func (s *Server) guard(h func(*sipmsg.Request, sipmsg.ServerTransaction)) func(*sipmsg.Request, sipmsg.ServerTransaction) {
 	return func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+		// Handlers may block (an INVITE until its final response, a
+		// relayed re-INVITE until its ACK); Close waits for them.
+		s.bg.Add(1)
+		defer s.bg.Done()
+		select {
+		case <-s.closing:
+			return
+		default:
+		}
 		if req.SipVersion != "SIP/2.0" {
 			if !req.IsAck() {
 				res := sipmsg.NewResponseFromRequest(req, 505, "Version Not Supported", nil)
@@ -140,10 +149,10 @@ func (s *Server) startCall(cfg *config.Config, g *config.Group, req *sipmsg.Requ
 	s.calls.Add(1)
 	s.live.calls.Add(1)
 	s.active.Store(c, struct{}{})
-	go func() {
+	s.spawn(func() {
 		c.runner.Run()
 		c.cleanup()
-	}()
+	})
 	select {
 	case <-c.a.finalSent:
 	case <-tx.Done():

@@ -290,7 +290,7 @@ func (m *callMedia) watch() {
 	m.watching = true
 	m.mu.Unlock()
 	step := min(time.Second, timeout/4)
-	go func() {
+	m.c.s.spawn(func() {
 		t := time.NewTicker(step)
 		defer t.Stop()
 		for {
@@ -303,9 +303,11 @@ func (m *callMedia) watch() {
 				}
 			case <-m.c.a.stopped:
 				return
+			case <-m.c.s.closing:
+				return
 			}
 		}
-	}()
+	})
 }
 
 // inDialog rewrites a relayed in-dialog body from side from toward side

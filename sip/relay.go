@@ -147,6 +147,9 @@ wait:
 			break wait
 		case <-ctx.Done():
 			break wait
+		case <-s.closing:
+			otx.Terminate()
+			return
 		}
 	}
 	if final == nil {
@@ -222,6 +225,11 @@ wait:
 	for {
 		select {
 		case <-p.done:
+			return
+		case <-c.a.stopped:
+			// The call is over; its ACK may have come after the BYE.
+			return
+		case <-s.closing:
 			return
 		case <-tick.C:
 			if !reliable {

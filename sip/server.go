@@ -83,6 +83,12 @@ type Server struct {
 	active   sync.Map // *call -> struct{}: calls whose runner is still running
 	live     struct{ calls, legs atomic.Int64 }
 	pool     *media.Pool // nil in media mode direct
+	// closing is closed when Close starts: every goroutine of ours that
+	// waits on the network returns without writing again, and bg counts
+	// them, so that nothing writes after the listeners are gone (sipgo
+	// would open a fresh socket for it).
+	closing  chan struct{}
+	bg       sync.WaitGroup
 	counters struct {
 		poolExhausted  atomic.Uint64
 		recordFailures atomic.Uint64
@@ -102,6 +108,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		agent:   "ringroute",
 		clients: map[string]*sipgo.Client{},
 		addrs:   map[string]netip.AddrPort{},
+		closing: make(chan struct{}),
 	}
 	if opts.Version != "" {
 		s.agent = "ringroute/" + opts.Version
@@ -341,6 +348,20 @@ func (s *Server) Wait(ctx context.Context) error {
 // Close stops the listeners and sipgo. Calls still in progress are cut off;
 // drain first.
 func (s *Server) Close() error {
+	select {
+	case <-s.closing:
+	default:
+		close(s.closing)
+	}
+	// Our goroutines return at once now; wait for them while the sockets
+	// are still there, but not forever.
+	done := make(chan struct{})
+	go func() { s.bg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		s.log.Warn("sip: goroutines still busy at close")
+	}
 	for _, c := range s.closers {
 		_ = c()
 	}
@@ -348,6 +369,15 @@ func (s *Server) Close() error {
 	s.listening.Wait()
 	s.recent.close()
 	return s.ua.Close()
+}
+
+// spawn runs f on a goroutine that Close waits for.
+func (s *Server) spawn(f func()) {
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		f()
+	}()
 }
 
 // client is the sipgo client for a transport name as sipgo spells it

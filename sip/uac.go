@@ -212,6 +212,10 @@ func (l *uac) run() {
 			tx.Terminate()
 			l.fail(408, nil)
 			return
+		case <-l.c.s.closing:
+			tx.Terminate()
+			l.fail(503, nil)
+			return
 		}
 	}
 }
@@ -269,7 +273,7 @@ func (l *uac) sendCancel(a routing.CancelLeg) {
 	req.Laddr = inv.Laddr
 	req.SetBody(nil)
 	l.log.Debug("cancelling leg", zap.Stringer("reason", a.Reason))
-	go l.c.s.sendAndWait(l.client, req, l.log)
+	l.c.s.spawn(func() { l.c.s.sendAndWait(l.client, req, l.log) })
 }
 
 // answer takes a 2xx: the dialog is established; it is ACKed at once when
@@ -374,10 +378,10 @@ func (l *uac) hangUp() {
 		l.sendAck(nil, "")
 	}
 	bye := l.newRequest(sipmsg.BYE, 0)
-	go func() {
+	l.c.s.spawn(func() {
 		l.c.s.sendAndWait(l.client, bye, l.log)
 		l.end()
-	}()
+	})
 }
 
 // onBye: the member hung up. It reports whether this ends the leg.
@@ -492,7 +496,7 @@ func (s *Server) ackAndBye(client *sipgo.Client, res *sipmsg.Response, inv *sipm
 		s.log.Debug("ACK for stray 2xx failed", zap.String("call_id", d.callID), zap.Error(err))
 	}
 	bye := d.newRequest(sipmsg.BYE, 0)
-	go s.sendAndWait(client, bye, s.log.With(zap.String("call_id", d.callID)))
+	s.spawn(func() { s.sendAndWait(client, bye, s.log.With(zap.String("call_id", d.callID))) })
 }
 
 // onStrayResponse gets responses that match no transaction: late 2xx for a

@@ -171,7 +171,7 @@ func (a *uas) answer(l *uac) {
 		a.c.post(routing.CallerAnswerFailed{})
 		return
 	}
-	go a.awaitAck(res, l)
+	a.c.s.spawn(func() { a.awaitAck(res, l) })
 }
 
 func (a *uas) awaitAck(res *sipmsg.Response, l *uac) {
@@ -215,6 +215,8 @@ func (a *uas) awaitAck(res *sipmsg.Response, l *uac) {
 			return
 		case <-a.stopped:
 			return
+		case <-a.c.s.closing:
+			return
 		}
 	}
 }
@@ -245,7 +247,7 @@ func (a *uas) hangUp() {
 	a.ended = true
 	a.mu.Unlock()
 	bye := a.newRequest(sipmsg.BYE, 0)
-	go a.c.s.sendAndWait(a.client, bye, a.c.log)
+	a.c.s.spawn(func() { a.c.s.sendAndWait(a.client, bye, a.c.log) })
 }
 
 // onBye: the caller hung up.
@@ -279,6 +281,11 @@ func (s *Server) sendAndWait(cl *sipgo.Client, req *sipmsg.Request, log *zap.Log
 	if cl == nil {
 		return nil
 	}
+	select {
+	case <-s.closing:
+		return nil
+	default:
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 64*sipmsg.T1)
 	defer cancel()
 	tx, err := cl.TransactionRequest(ctx, req)
@@ -297,6 +304,8 @@ func (s *Server) sendAndWait(cl *sipgo.Client, req *sipmsg.Request, log *zap.Log
 		case <-tx.Done():
 			return nil
 		case <-ctx.Done():
+			return nil
+		case <-s.closing:
 			return nil
 		}
 	}
