@@ -235,6 +235,16 @@ type Record struct {
 	// Recording is the WAV file of the call when the group records; sip
 	// fills it in.
 	Recording string `json:"recording,omitempty"`
+	// RTP is what the relay carried (media mode relay); sip fills it in.
+	RTP *RTPStats `json:"rtp,omitempty"`
+}
+
+// RTPStats counts a relayed call's packets (RTP and RTCP).
+type RTPStats struct {
+	FromCaller uint64 `json:"from_caller"` // relayed caller to member
+	FromMember uint64 `json:"from_member"` // relayed member to caller (early media included)
+	Dropped    uint64 `json:"dropped"`     // from a source that was not the peer (RTP bleed)
+	NotRTP     uint64 `json:"not_rtp"`     // not RTP/RTCP, or a payload type not negotiated
 }
 
 // LegRecord is one leg tried.

@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ringroute/ringroute/config"
+	"github.com/ringroute/ringroute/media"
 	"github.com/ringroute/ringroute/routing"
 )
 
@@ -77,6 +78,13 @@ func (c *call) Execute(act routing.Action) {
 			c.m.mu.Lock()
 			a.Record.Recording = c.m.path
 			c.m.mu.Unlock()
+			st := c.m.sess.Stats()
+			a.Record.RTP = &routing.RTPStats{
+				FromCaller: st.Packets[media.Caller],
+				FromMember: st.Packets[media.Member],
+				Dropped:    st.Dropped,
+				NotRTP:     st.NotRTP,
+			}
 		}
 		if c.s.cdr != nil {
 			c.s.cdr.Write(a.Record)

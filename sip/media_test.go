@@ -204,7 +204,10 @@ Max-Forwards: 70
 `, ok.Contact().Address.String(), caller.port(), ok.From().Value(), ok.To().Value(), cid))
 	bye := m.request(sipmsg.BYE, wait)
 	m.reply(bye, 200, "", "")
-	cdrs.wait(t, 1)
+	rec := cdrs.wait(t, 1)[0]
+	if rec.RTP == nil || rec.RTP.FromCaller != 5 || rec.RTP.FromMember != 5 || rec.RTP.Dropped != 0 {
+		t.Errorf("CDR rtp = %+v, want 5 packets each way, none dropped", rec.RTP)
+	}
 	waitPortsFree(t, s)
 }
 
