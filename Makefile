@@ -7,10 +7,10 @@ VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 CONFIG  ?= testdata/ringroute.yaml
 
-.PHONY: help build run test unit race e2e lint vet fmt check deps clean
+.PHONY: help build run test unit race e2e lint vet fmt check deps bench clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
 
 build: ## build bin/ringroute
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ringroute
@@ -41,6 +41,10 @@ fmt:
 check: build ## validate the shipped configs with `ringroute check`
 	$(BIN) check -c $(CONFIG)
 	@if [ -f ../shared/spec/ringroute.example.yaml ]; then $(BIN) check -c ../shared/spec/ringroute.example.yaml; fi
+
+bench: ## benchmarks: the RTP relay (bench/media); numbers in bench/results/, table printed
+	@mkdir -p bench/results
+	$(GO) run ./bench/media -out bench/results/media.json
 
 deps: ## install sipp (Debian package sip-tester) when it is missing
 	@scripts/deps.sh
