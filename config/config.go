@@ -10,8 +10,10 @@
 //
 //	ringroute.yaml:41:7: groups[0].members[2].timeout: "ten" is not a duration (like 10s)
 //
-// The package is a leaf: it imports nothing of ringroute's and no SIP or
-// network library, so routing and strategy may read it.
+// The package is a leaf: it imports nothing of ringroute's but the
+// stdlib-only internal/wav (to check a music file with the reader that
+// plays it), and no SIP or network library, so routing and strategy may
+// read it.
 package config
 
 import (

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/ringroute/ringroute/internal/wav"
 )
 
 // groupInfo is what cross-checks need to know about one group beyond the
@@ -101,6 +103,9 @@ func (l *loader) group(f *fields, gi *groupInfo) {
 		default:
 			if p := fileProblem(g.MusicFile); p != "" {
 				l.errorf(f.pos("music_file"), f.at("music_file"), "%q %s (relative paths are from the directory ringroute runs in)", g.MusicFile, p)
+			} else if err := wav.CheckMusicFile(g.MusicFile); err != nil {
+				// The same reader media plays it with.
+				l.errorf(f.pos("music_file"), f.at("music_file"), "%q cannot be played: %v", g.MusicFile, err)
 			}
 		}
 	}

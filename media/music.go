@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+
+	"github.com/ringroute/ringroute/internal/wav"
 )
 
 // newMusic loads the whole file once, already encoded for pt, so playing
@@ -19,28 +21,26 @@ func newMusic(path string, pt uint8) (Source, error) {
 		return nil, fmt.Errorf("music: %w", err)
 	}
 	defer f.Close()
-	info, data, err := readWAV(bufio.NewReader(f))
+	info, data, err := wav.Read(bufio.NewReader(f))
 	if err != nil {
 		return nil, fmt.Errorf("music %s: %w", path, err)
 	}
-	ok := info.channels == 1 && info.rate == 8000 &&
-		(info.format == wavPCM && info.bits == 16 || (info.format == wavULaw || info.format == wavALaw) && info.bits == 8)
-	if !ok {
-		return nil, fmt.Errorf("music %s: %s; need 8 kHz mono 16-bit PCM or G.711 (µ-law, A-law)", path, info)
+	if err := wav.CheckMusic(info); err != nil {
+		return nil, fmt.Errorf("music %s: %w", path, err)
 	}
 	var out []byte
 	switch {
-	case info.format == wavPCM:
+	case info.Tag == wav.PCM:
 		enc := [2]func(int16) byte{encodeUlaw, encodeAlaw}[law]
 		out = make([]byte, len(data)/2)
 		for i := range out {
 			out[i] = enc(int16(uint16(data[2*i]) | uint16(data[2*i+1])<<8))
 		}
-	case info.format == wavULaw && law == 0, info.format == wavALaw && law == 1:
+	case info.Tag == wav.ULaw && law == 0, info.Tag == wav.ALaw && law == 1:
 		out = data
 	default: // the other law, through linear: at most a quantization step off
 		dec, enc := &ulawDecode, encodeAlaw
-		if info.format == wavALaw {
+		if info.Tag == wav.ALaw {
 			dec, enc = &alawDecode, encodeUlaw
 		}
 		out = make([]byte, len(data))

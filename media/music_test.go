@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ringroute/ringroute/internal/wav"
 )
 
 // writeWAV writes a WAV with an arbitrary fmt for the tests.
@@ -58,9 +60,9 @@ func TestMusicFormats(t *testing.T) {
 		ulaw[i], alaw[i] = encodeUlaw(v), encodeAlaw(v)
 	}
 	files := map[string]string{
-		"pcm":  writeWAV(t, wavPCM, 1, 8000, 16, pcmBytes, "LIST"),
-		"ulaw": writeWAV(t, wavULaw, 1, 8000, 8, ulaw),
-		"alaw": writeWAV(t, wavALaw, 1, 8000, 8, alaw),
+		"pcm":  writeWAV(t, wav.PCM, 1, 8000, 16, pcmBytes, "LIST"),
+		"ulaw": writeWAV(t, wav.ULaw, 1, 8000, 8, ulaw),
+		"alaw": writeWAV(t, wav.ALaw, 1, 8000, 8, alaw),
 	}
 	for name, path := range files {
 		for _, pt := range []uint8{0, 8} {
@@ -91,17 +93,17 @@ func TestMusicFormats(t *testing.T) {
 }
 
 func TestMusicErrors(t *testing.T) {
-	stereo := writeWAV(t, wavPCM, 2, 44100, 16, make([]byte, 4000))
+	stereo := writeWAV(t, wav.PCM, 2, 44100, 16, make([]byte, 4000))
 	_, err := Music(stereo, 0)
 	if err == nil || !strings.Contains(err.Error(), "44100 Hz stereo 16-bit PCM; need 8 kHz mono") {
 		t.Fatalf("stereo: %v", err)
 	}
 	t.Log(err)
 	cases := map[string]string{
-		"8-bit PCM":  writeWAV(t, wavPCM, 1, 8000, 8, make([]byte, 4000)),
-		"16 kHz":     writeWAV(t, wavPCM, 1, 16000, 16, make([]byte, 4000)),
+		"8-bit PCM":  writeWAV(t, wav.PCM, 1, 8000, 8, make([]byte, 4000)),
+		"16 kHz":     writeWAV(t, wav.PCM, 1, 16000, 16, make([]byte, 4000)),
 		"IEEE float": writeWAV(t, 3, 1, 8000, 32, make([]byte, 4000)),
-		"too short":  writeWAV(t, wavULaw, 1, 8000, 8, make([]byte, 100)),
+		"too short":  writeWAV(t, wav.ULaw, 1, 8000, 8, make([]byte, 100)),
 		"missing":    filepath.Join(t.TempDir(), "nope.wav"),
 		"not a WAV":  writeFile(t, "ID3 this is an mp3"),
 		"empty":      writeFile(t, ""),

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/ringroute/ringroute/internal/wav"
 )
 
 const (
@@ -85,7 +87,7 @@ func (s *session) record(path string) error {
 		ch: make(chan recFrame, recQueue), quit: make(chan int64, 1), done: make(chan error, 1),
 		f: f, w: bufio.NewWriterSize(f, 8192), noted: map[[2]uint8]bool{},
 	}
-	h := wavHeader(2, 8000, 16, 0)
+	h := wav.Header(2, 8000, 16, 0)
 	r.w.Write(h[:]) // an error shows on the first flush
 	s.rec.Store(r)
 	go r.run()
@@ -280,7 +282,7 @@ func (r *recorder) close(end int64) error {
 		r.fail(err)
 		errs = append(errs, err)
 	}
-	h := wavHeader(2, 8000, 16, uint32(r.written*4))
+	h := wav.Header(2, 8000, 16, uint32(r.written*4))
 	if _, err := r.f.WriteAt(h[:], 0); err != nil {
 		errs = append(errs, err)
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ringroute/ringroute/internal/wav"
 )
 
 // readStereo reads a recording back with the package's own reader.
@@ -20,14 +22,14 @@ func readStereo(t *testing.T, path string) (left, right []int16) {
 	if got := binary.LittleEndian.Uint32(b[4:8]); int(got) != len(b)-8 {
 		t.Fatalf("RIFF size %d, file %d bytes", got, len(b))
 	}
-	info, data, err := readWAV(bytes.NewReader(b))
+	info, data, err := wav.Read(bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.format != wavPCM || info.channels != 2 || info.rate != 8000 || info.bits != 16 {
+	if info.Tag != wav.PCM || info.Channels != 2 || info.Rate != 8000 || info.Bits != 16 {
 		t.Fatalf("recording is %v", info)
 	}
-	if len(data)%4 != 0 || len(data) != len(b)-wavHeaderSize {
+	if len(data)%4 != 0 || len(data) != len(b)-wav.HeaderSize {
 		t.Fatalf("data chunk %d bytes of a %d-byte file", len(data), len(b))
 	}
 	for i := 0; i < len(data); i += 4 {
