@@ -8,12 +8,5 @@ var _ Strategy = Linear{}
 
 // Plan returns one single-member attempt per member, in order.
 func (Linear) Plan(in Input) []Attempt {
-	if len(in.Members) == 0 {
-		return nil
-	}
-	out := make([]Attempt, len(in.Members))
-	for i := range in.Members {
-		out[i] = Attempt{ring(in, i)}
-	}
-	return out
+	return sequence(in, configOrder(len(in.Members)))
 }

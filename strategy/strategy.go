@@ -31,9 +31,19 @@ type Member struct {
 
 // Input is a snapshot of one group at the moment a pass is planned.
 type Input struct {
-	Members []Member   // config order; members that must not ring are already removed
-	Next    int        // memorized_round_robin: index into Members to start from
-	Rand    *rand.Rand // the only source of chance; nil for strategies that need none
+	Members []Member // config order; members that must not ring are already removed
+	// Next is where memorized_round_robin starts: an index into Members.
+	// Out of range counts as 0.
+	Next int
+	// Remaining is the group time left when the pass starts: the group
+	// timeout minus the time already spent, or, for a nested group, what is
+	// left of its member time in the parent. 0 means no limit. Only
+	// progressive uses it, because its members ring until the group gives
+	// up rather than for a ring time of their own.
+	Remaining time.Duration
+	// Rand is the only source of chance. Strategies that need chance and
+	// get nil fall back to config order rather than invent a source.
+	Rand *rand.Rand
 }
 
 // Ring is one member ringing inside an attempt.
@@ -60,12 +70,52 @@ func Lookup(name string) (Strategy, bool) {
 		return All{}, true
 	case "linear", "sequential":
 		return Linear{}, true
+	case "memorized_round_robin", "round_robin":
+		return RoundRobin{}, true
+	case "least_recent":
+		return LeastRecent{}, true
+	case "fewest_calls":
+		return FewestCalls{}, true
+	case "random":
+		return Random{}, true
+	case "weight_random":
+		return WeightRandom{}, true
+	case "progressive":
+		return Progressive{}, true
 	}
 	return nil, false
+}
+
+// Names lists the canonical strategy names, in the order the config
+// reference gives them.
+func Names() []string {
+	return []string{"all", "linear", "memorized_round_robin", "least_recent", "fewest_calls", "random", "weight_random", "progressive"}
 }
 
 // ring is the Ring for member i ringing with its own delay and timeout.
 func ring(in Input, i int) Ring {
 	m := in.Members[i]
 	return Ring{Member: i, After: m.Delay, For: m.Timeout}
+}
+
+// sequence is the pass of the one-member-at-a-time strategies: one
+// attempt per member, in the given order of member indices.
+func sequence(in Input, order []int) []Attempt {
+	if len(order) == 0 {
+		return nil
+	}
+	out := make([]Attempt, len(order))
+	for k, i := range order {
+		out[k] = Attempt{ring(in, i)}
+	}
+	return out
+}
+
+// configOrder is 0, 1, ..., n-1.
+func configOrder(n int) []int {
+	order := make([]int, n)
+	for i := range order {
+		order[i] = i
+	}
+	return order
 }

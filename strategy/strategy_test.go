@@ -3,18 +3,29 @@ package strategy
 import (
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"testing"
 	"time"
 )
 
 // names lists every name Lookup must accept; a new strategy adds its names
 // here and the property test and fuzz test cover it at once.
-var names = []string{"all", "parallel", "linear", "sequential"}
+var names = []string{"all", "parallel", "linear", "sequential", "memorized_round_robin", "round_robin",
+	"least_recent", "fewest_calls", "random", "weight_random", "progressive"}
+
+// sequential are the strategies that ring one member at a time and must
+// ring every member once per pass, whatever their order.
+var sequential = []string{"linear", "memorized_round_robin", "least_recent", "fewest_calls", "random", "weight_random"}
 
 func TestLookup(t *testing.T) {
 	for _, n := range names {
 		if s, ok := Lookup(n); !ok || s == nil {
 			t.Errorf("Lookup(%q) = %v, %v; want a strategy", n, s, ok)
+		}
+	}
+	for _, n := range Names() {
+		if _, ok := Lookup(n); !ok {
+			t.Errorf("Names() has %q, which Lookup does not know", n)
 		}
 	}
 	for _, n := range []string{"", "ALL", "Linear", "nope"} {
@@ -70,11 +81,85 @@ func randomInput(r *rand.Rand) Input {
 			Weight:   1 + r.IntN(5),
 			Answered: r.IntN(3),
 		}
+		if r.IntN(2) == 0 {
+			in.Members[i].LastCall = time.Date(2026, 3, 1, 9, r.IntN(60), 0, 0, time.UTC)
+		}
 	}
 	if n > 0 {
-		in.Next = r.IntN(n)
+		// Out of range on purpose now and then: strategies must cope.
+		in.Next = r.IntN(n+2) - 1
+	}
+	if r.IntN(2) == 0 {
+		in.Remaining = time.Duration(r.IntN(90)) * time.Second
 	}
 	return in
+}
+
+// TestSequentialRingsEveryMemberOnce: the one-at-a-time strategies ring
+// every member exactly once per pass, one per attempt, each with its own
+// delay and ring time, whatever order they choose.
+func TestSequentialRingsEveryMemberOnce(t *testing.T) {
+	for _, name := range sequential {
+		s, _ := Lookup(name)
+		t.Run(name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(5, 6))
+			for i := 0; i < 500; i++ {
+				in := randomInput(r)
+				plan := s.Plan(in)
+				if len(plan) != len(in.Members) {
+					t.Fatalf("run %d: %d attempts for %d members", i, len(plan), len(in.Members))
+				}
+				seen := make([]int, len(in.Members))
+				for k, a := range plan {
+					if len(a) != 1 {
+						t.Fatalf("run %d: attempt %d has %d members", i, k, len(a))
+					}
+					m := in.Members[a[0].Member]
+					if a[0].After != m.Delay || a[0].For != m.Timeout {
+						t.Fatalf("run %d: attempt %d = %+v, member has delay %v timeout %v", i, k, a[0], m.Delay, m.Timeout)
+					}
+					seen[a[0].Member]++
+				}
+				for m, n := range seen {
+					if n != 1 {
+						t.Fatalf("run %d: member %d rings %d times", i, m, n)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestNilRandKeepsConfigOrder: without a source of chance the random
+// strategies do not invent one.
+func TestNilRandKeepsConfigOrder(t *testing.T) {
+	in := Input{Members: []Member{{Key: "a", Timeout: time.Second}, {Key: "b", Timeout: time.Second}, {Key: "c", Timeout: time.Second}}}
+	want := Linear{}.Plan(in)
+	for _, s := range []Strategy{Random{}, WeightRandom{}} {
+		if got := s.Plan(in); !reflect.DeepEqual(got, want) {
+			t.Errorf("%T without Rand: %v, want %v", s, got, want)
+		}
+	}
+}
+
+// order is the member indices of a one-at-a-time plan, for table tests.
+func order(plan []Attempt) []int {
+	var out []int
+	for _, a := range plan {
+		for _, r := range a {
+			out = append(out, r.Member)
+		}
+	}
+	return out
+}
+
+// members makes n members with a 5 s ring time, keyed m0, m1, ...
+func members(n int) []Member {
+	out := make([]Member, n)
+	for i := range out {
+		out[i] = Member{Key: fmt.Sprintf("uri:sip:m%d@x", i), Timeout: 5 * time.Second, Weight: 1}
+	}
+	return out
 }
 
 func TestPlanProperties(t *testing.T) {
