@@ -25,7 +25,7 @@ func (s *Server) routes() {
 }
 
 // guard refuses what sipgo parses but no handler should see: another SIP
-// version (505, RFC 3261 §21.5.7, the response itself in SIP/2.0) and
+// version (505, RFC 3261 §21.5.6, the response itself in SIP/2.0) and
 // requests missing the headers every request needs, or whose top Via has
 // no host to answer to (400). An ACK is never answered, only dropped.
 func (s *Server) guard(h func(*sipmsg.Request, sipmsg.ServerTransaction)) func(*sipmsg.Request, sipmsg.ServerTransaction) {

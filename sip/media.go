@@ -43,6 +43,9 @@ func (s *Server) sdpAddr(cfg *config.Config) netip.Addr {
 	if a, err := netip.ParseAddr(cfg.Advertise); err == nil {
 		return a
 	}
+	if s.advertiseIP.IsValid() {
+		return s.advertiseIP
+	}
 	if a := cfg.Media.Address; a.IsValid() && !a.IsUnspecified() {
 		return a
 	}
@@ -144,6 +147,11 @@ func (m *callMedia) onProvisional(l *uac, res *sipmsg.Response) {
 	if res.StatusCode == 100 || !isSDP(res) || m.group(l).Ringback != "passthrough" {
 		return
 	}
+	d, err := media.ParseSDP(res.Body())
+	if err != nil {
+		l.log.Info("unusable SDP in 18x; no early media", zap.Error(err))
+		return
+	}
 	m.mu.Lock()
 	if m.early != nil || m.played {
 		m.mu.Unlock()
@@ -151,11 +159,6 @@ func (m *callMedia) onProvisional(l *uac, res *sipmsg.Response) {
 	}
 	m.early = l
 	m.mu.Unlock()
-	d, err := media.ParseSDP(res.Body())
-	if err != nil {
-		l.log.Info("unusable SDP in 18x; no early media", zap.Error(err))
-		return
-	}
 	m.setPeers(media.Member, d)
 	m.sess.EarlyMedia(true)
 	m.c.a.progress(m.rewrite(media.Caller, d))
@@ -165,11 +168,16 @@ func (m *callMedia) onProvisional(l *uac, res *sipmsg.Response) {
 // answer early with 183 and our own audio; passthrough sends 180 unless a
 // member's early media already went out.
 func (m *callMedia) ring(g *config.Group) bool {
+	m.mu.Lock()
+	early := m.early != nil
+	m.mu.Unlock()
+	if early {
+		// A member's early media is already on the caller's port (a
+		// fallback group's passthrough, say): no tone on top of it.
+		return true
+	}
 	if g == nil || (g.Ringback != "tone" && g.Ringback != "music") || m.offer == nil {
-		m.mu.Lock()
-		early := m.early != nil
-		m.mu.Unlock()
-		return early
+		return false
 	}
 	pt, ok := g711(m.offer)
 	if !ok {

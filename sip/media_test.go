@@ -622,3 +622,40 @@ func TestPortPoolExhausted(t *testing.T) {
 	m.reply(inv, 486, "m2", "")
 	caller.response(486, wait)
 }
+
+// A member whose 200 carries SDP the relay cannot read is hung up on, and
+// the hunt goes on with the others: the caller is answered by the next.
+func TestWinnerWithUnusableSDPIsSkipped(t *testing.T) {
+	caller, a, b := newPeer(t, "caller"), newPeer(t, "a"), newPeer(t, "b")
+	s, cdrs := relayServer(t, []*peer{caller, a, b}, a, b)
+	crtp, brtp := newRTPPeer(t), newRTPPeer(t)
+
+	relayInvite(caller, crtp, "600")
+	ia := a.request(sipmsg.INVITE, wait)
+	ib := b.request(sipmsg.INVITE, wait)
+	b.reply(ib, 180, "btag", "")
+	res := sipmsg.NewResponseFromRequest(ia, 200, "OK", nil)
+	res.To().Params.Add("tag", "atag")
+	res.AppendHeader(sipmsg.NewHeader("Contact", fmt.Sprintf("<sip:a@127.0.0.1:%d>", a.port())))
+	res.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
+	res.SetBody([]byte("v=0\r\nnot sdp at all\r\n"))
+	a.sendMsg(res)
+	a.request(sipmsg.ACK, wait)
+	bye := a.request(sipmsg.BYE, wait)
+	a.reply(bye, 200, "", "")
+	b.reply(ib, 200, "btag", brtp.sdp(""))
+	b.request(sipmsg.ACK, wait)
+	ok := caller.response(200, wait)
+	if !inRelayRange(mediaOf(t, ok.Body())) {
+		t.Errorf("caller's 200 SDP: %s", ok.Body())
+	}
+	caller.ackFor(ok)
+	caller.inDialog(ok, "BYE", 2, "", "")
+	bb := b.request(sipmsg.BYE, wait)
+	b.reply(bb, 200, "", "")
+	r := cdrs.wait(t, 1)[0]
+	if r.Outcome != "answered" || r.AnsweredBy != "uri:"+b.uri("b") {
+		t.Errorf("CDR outcome %q answered_by %q", r.Outcome, r.AnsweredBy)
+	}
+	waitPortsFree(t, s)
+}

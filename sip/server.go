@@ -70,11 +70,14 @@ type Server struct {
 	// address.
 	clients map[string]*sipgo.Client
 
-	host      string                    // host for Via, Contact and From: advertise, else the listen IP
-	addrs     map[string]netip.AddrPort // bound listener per transport
-	closers   []func() error
-	udpConn   *net.UDPConn
-	listening sync.WaitGroup
+	host string // host for Via, Contact and From: advertise, else the listen IP
+	// advertiseIP is `advertise` resolved once at start when it is a host
+	// name: SDP needs an address.
+	advertiseIP netip.Addr
+	addrs       map[string]netip.AddrPort // bound listener per transport
+	closers     []func() error
+	udpConn     *net.UDPConn
+	listening   sync.WaitGroup
 
 	dialogs  dialogTable
 	recent   recentLegs
@@ -188,6 +191,21 @@ func (s *Server) Start() error {
 	s.host = cfg.Advertise
 	if s.host == "" {
 		s.host = s.defaultHost()
+	} else if _, err := netip.ParseAddr(s.host); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", s.host)
+		cancel()
+		if err != nil || len(ips) == 0 {
+			s.log.Warn("advertise does not resolve; SDP shows the listen address", zap.String("advertise", s.host), zap.Error(err))
+		} else {
+			s.advertiseIP = ips[0].Unmap()
+			for _, ip := range ips {
+				if ip.Is4() || ip.Is4In6() {
+					s.advertiseIP = ip.Unmap()
+					break
+				}
+			}
+		}
 	}
 	for tr, ap := range s.addrs {
 		opts := []sipgo.ClientOption{

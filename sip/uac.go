@@ -297,11 +297,31 @@ func (l *uac) answer(res *sipmsg.Response) {
 	}
 	delayed := l.delayed
 	l.mu.Unlock()
+	if l.c.m != nil && !usableSDP(res) {
+		// The relay cannot connect media it cannot read: end this answer
+		// (ACK, then BYE, as every unwanted 2xx) and let the hunt go on
+		// with the others, as for any member that failed.
+		l.log.Info("member answered with SDP the relay cannot read; hanging up on it")
+		l.sendAck(nil, "")
+		bye := l.newRequest(sipmsg.BYE, 0)
+		l.c.s.spawn(func() { l.c.s.sendAndWait(l.client, bye, l.log) })
+		l.fail(488, nil)
+		return
+	}
 	l.c.s.dialogs.add(l.callID, l.localTag(), dialogRef{call: l.c, leg: l})
 	if !delayed {
 		l.sendAck(nil, "")
 	}
 	l.c.post(routing.LegAnswered{Leg: l.id})
+}
+
+// usableSDP reports whether a 2xx carries SDP the relay can read.
+func usableSDP(res *sipmsg.Response) bool {
+	if !isSDP(res) {
+		return false
+	}
+	_, err := media.ParseSDP(res.Body())
+	return err == nil
 }
 
 // answerBody is the member's answer (or, for a delayed offer, its offer)

@@ -7,7 +7,7 @@
 // peer) so the latency the relay adds can be told from the load process's
 // own scheduling delay.
 //
-//	go run ./bench/media -out bench-media.json    # what `make bench` runs
+//	go run ./bench/media -out bench/results/media.json    # what `make bench` runs
 //
 // Reading the numbers: pps_per_core (relayed packets per second divided by
 // the relay process's CPU) is the relay's efficiency and the figure to
