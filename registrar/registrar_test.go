@@ -64,7 +64,6 @@ func listing(bs []Binding) string {
 	return strings.Join(parts, " ")
 }
 
-
 func newTestRegistrar(c *fakeClock) *Registrar {
 	return New(Options{MinExpires: 60 * time.Second, MaxExpires: time.Hour, Now: c.Now})
 }
@@ -123,7 +122,11 @@ func TestApply(t *testing.T) {
 		}},
 		{"Contact * mixed with a contact is 400", []step{
 			{req: r(reg("desk", 1, 3600, ct("sip:a@10.0.0.2", -1))), status: 200},
-			{req: func() *Register { x := wildcard("desk", 2, 0); x.Contacts = []Contact{ct("sip:a@10.0.0.2", -1)}; return &x }(),
+			{req: func() *Register {
+				x := wildcard("desk", 2, 0)
+				x.Contacts = []Contact{ct("sip:a@10.0.0.2", -1)}
+				return &x
+			}(),
 				status: 400, after: "sip:a@10.0.0.2=3600"},
 		}},
 		{"Contact * out of order is 500 and removes nothing", []step{
