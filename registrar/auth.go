@@ -291,7 +291,9 @@ func (a *Auth) Verify(realm, method string, headers []string, lookup Lookup) (us
 	}
 	password, ha1, ok := lookup(user)
 	if !ok {
-		return fail("unknown user")
+		// Hash anyway, so an unknown user takes as long as a wrong
+		// password and the timing does not tell which names exist.
+		password = "\x00unknown"
 	}
 	o := digest.Options{
 		Method:   method,
@@ -320,6 +322,9 @@ func (a *Auth) Verify(realm, method string, headers []string, lookup Lookup) (us
 	want, derr := digest.Digest(&chal, o)
 	if derr != nil {
 		return fail("digest: %v", derr)
+	}
+	if !ok {
+		return fail("unknown user")
 	}
 	if subtle.ConstantTimeCompare([]byte(strings.ToLower(cred.Response)), []byte(want.Response)) != 1 {
 		return fail("wrong response (password)")

@@ -193,8 +193,13 @@ func TestAtomicWrites(t *testing.T) {
 		req := reg("c", uint32(i+1), 3600, ct("sip:a@h"+strconv.Itoa(i%20), -1))
 		req.UserAgent = ua
 		r.Apply("alice", req)
-		if i%30 == 0 {
+		switch {
+		case i%30 == 0:
 			time.Sleep(2 * time.Millisecond) // let background writes happen mid-run
+		case i%3 == 0:
+			if err := r.Flush(); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	if err := r.Close(); err != nil {
@@ -205,6 +210,7 @@ func TestAtomicWrites(t *testing.T) {
 	if bad.Load() > 0 {
 		t.Errorf("%d of %d reads saw a partial or invalid file", bad.Load(), reads.Load())
 	}
+	t.Logf("%d reads of the state file while it was rewritten", reads.Load())
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 1 || entries[0].Name() != "state.json" {
 		var names []string
@@ -221,7 +227,7 @@ func TestAtomicWrites(t *testing.T) {
 func TestBackgroundWriteCoalesces(t *testing.T) {
 	c := newClock()
 	path := filepath.Join(t.TempDir(), "state.json")
-	r := New(Options{StateFile: path, Now: c.Now, PersistDelay: 50 * time.Millisecond})
+	r := New(Options{StateFile: path, Now: c.Now, PersistDelay: 500 * time.Millisecond})
 	defer r.Close()
 	for i := range 20 {
 		r.Apply("alice", reg("c", uint32(i+1), 3600, ct("sip:a@h", -1)))
