@@ -167,6 +167,30 @@ func (g *Group) RingTime(m Member) time.Duration {
 	return g.MemberTimeout
 }
 
+// EvenRingTime is the ring time distribute_evenly gives each of n members
+// so that one pass fills span (the group timeout; for a nested group, what
+// it has of its member time in the parent). It depends on how the strategy
+// lays a pass out: all rings everyone at once, so each rings the whole
+// span; progressive adds a member every ring time, so span/n; the others
+// ring one member per attempt with retry_delay between attempts, so
+// (span - (n-1) x retry_delay) / n. It is rounded down to the millisecond,
+// and 0 when nothing is left to share.
+func (g *Group) EvenRingTime(n int, span time.Duration) time.Duration {
+	if n <= 0 || span <= 0 {
+		return 0
+	}
+	var d time.Duration
+	switch g.Strategy {
+	case "all", "parallel":
+		d = span
+	case "progressive":
+		d = span / time.Duration(n)
+	default:
+		d = (span - time.Duration(n-1)*g.RetryDelay) / time.Duration(n)
+	}
+	return max(d.Truncate(time.Millisecond), 0)
+}
+
 // CallerID is how the caller's display name is changed toward members.
 type CallerID struct {
 	Mode string // "" (unchanged) | prepend | append | overwrite

@@ -59,7 +59,35 @@ type Setup struct {
 	Caller    Party
 	Directory Directory  // nil: no registered contacts
 	Rand      *rand.Rand // chance for random strategies; nil: a fixed seed
+	// State is the memory shared by every call of one server: round robin
+	// positions, answer counts, calls per group (max_calls) and members in
+	// use (ring_in_use). One per server, from NewState. nil: every call on
+	// its own, with no memory and no limits.
+	State *State
+	// Trace, when set, is told each decision the call takes (groups
+	// entered or refused and why, passes planned, timeouts, fallbacks), in
+	// order, on the goroutine that runs Start and Step. `ringroute
+	// explain` prints it; it must not call back into the Call.
+	Trace func(TraceEvent)
 }
+
+// TraceEvent is one decision of a call, for Setup.Trace.
+type TraceEvent struct {
+	At    time.Time // when it takes effect (the time it was due)
+	Group string    // the group concerned
+	Kind  string    // one of the Trace* constants
+	Text  string    // what and why, for people
+}
+
+// Kinds of TraceEvent.
+const (
+	TraceEnter    = "enter"    // the call enters a group: dialled, by fallback, or as a nested member
+	TraceRefused  = "refused"  // the group turns the call away: denied, closed, full
+	TracePass     = "pass"     // a pass is planned; Text gives its order, "a + b" ringing together
+	TraceTimeout  = "timeout"  // a group timeout expired
+	TraceGiveUp   = "giveup"   // a group (or nested group) stops ringing; Text says why
+	TraceFallback = "fallback" // a fallback is taken
+)
 
 // Event is an input to Call.Step.
 type Event interface{ isEvent() }

@@ -32,12 +32,17 @@ const (
 type leg struct {
 	id     LegID
 	target Target
+	ident  string        // who it rings, for ring_in_use and ringing a target once (memberIdentity)
 	group  *config.Group // whose answered_elsewhere applies to it
 	ring   *ring
 	start  time.Time
 	state  legState
 	rec    int // index into Call.rec.Legs
 }
+
+// holds reports whether a leg in state st keeps its member in use: while
+// it rings and while it talks.
+func holds(st legState) bool { return st == legCalling || st == legAnswered }
 
 // Call is one call's state machine. It is not safe for concurrent use; a
 // Runner owns it.
@@ -58,6 +63,13 @@ type Call struct {
 	fb      *ring     // the fallback destination ringing; nil otherwise
 	outcome string    // outcome to report if the ringing fallback destination fails
 	hops    int       // group fallbacks taken
+	slot    string    // group whose max_calls slot the call holds; "" for none
+	// held counts, per identity, what of this call keeps it in use (legs
+	// ringing or talking, the caller), so State is told once per call.
+	held map[string]int
+	// winKeys are the members credited with the answer: the winner and,
+	// for a nested winner, each group member it was reached through.
+	winKeys []memKey
 
 	legs   []*leg // index LegID-1
 	winner *leg
@@ -79,7 +91,7 @@ const maxRedirects = 3
 
 // Start begins a call at now: it enters s.Group and returns the first actions.
 func Start(now time.Time, s Setup) (*Call, []Action) {
-	c := &Call{s: s, rand: s.Rand, now: now, at: now, noted: make(map[string]bool)}
+	c := &Call{s: s, rand: s.Rand, now: now, at: now, noted: make(map[string]bool), held: make(map[string]int)}
 	if c.rand == nil {
 		// A fixed seed, as Setup documents: random strategies stay
 		// reproducible without reaching for the global source.
@@ -99,6 +111,11 @@ func Start(now time.Time, s Setup) (*Call, []Action) {
 		return c, c.flush()
 	}
 	c.rec.Group = s.Group.Name
+	if s.Caller.User != "" {
+		// A user calling in is in a call through ringroute too: groups
+		// with ring_in_use: false do not ring them meanwhile.
+		c.hold("user:" + s.Caller.User)
+	}
 	c.enterGroup(s.Group)
 	c.advance(now)
 	return c, c.flush()
@@ -177,6 +194,50 @@ func (c *Call) Over() bool {
 
 func (c *Call) emit(a Action) { c.out = append(c.out, a) }
 
+// trace reports a decision to Setup.Trace, if set.
+func (c *Call) trace(group, kind, text string) {
+	if c.s.Trace != nil {
+		c.s.Trace(TraceEvent{At: c.at, Group: group, Kind: kind, Text: text})
+	}
+}
+
+// rel is t as time into the call, for trace texts.
+func (c *Call) rel(t time.Time) string { return short(t.Sub(c.rec.Start)) }
+
+// setLeg moves l to st and keeps the State's in-use count of its member
+// right: a member is in use while one of its legs rings or talks.
+func (c *Call) setLeg(l *leg, st legState) {
+	was := holds(l.state)
+	l.state = st
+	switch now := holds(st); {
+	case now && !was:
+		c.hold(l.ident)
+	case was && !now:
+		c.release(l.ident)
+	}
+}
+
+func (c *Call) hold(id string) {
+	if id == "" {
+		return
+	}
+	c.held[id]++
+	if c.held[id] == 1 {
+		c.s.State.use(id, 1)
+	}
+}
+
+func (c *Call) release(id string) {
+	if id == "" || c.held[id] == 0 {
+		return
+	}
+	c.held[id]--
+	if c.held[id] == 0 {
+		delete(c.held, id)
+		c.s.State.use(id, -1)
+	}
+}
+
 func (c *Call) flush() []Action {
 	// The CDR goes out once the last leg has ended, so that every leg in it
 	// has its final code (a cancelled leg's 487 comes after the caller's
@@ -208,15 +269,19 @@ func (c *Call) note(msg string) {
 
 // --- legs
 
-func (c *Call) startLeg(r *ring, t Target) {
+func (c *Call) startLeg(r *ring, d dest) {
+	t := d.t
 	l := &leg{
 		id:     LegID(len(c.legs) + 1),
 		target: t,
+		ident:  d.ident,
 		group:  r.group,
 		ring:   r,
 		start:  c.now,
+		state:  legDone, // until setLeg below counts it in
 		rec:    len(c.rec.Legs),
 	}
+	c.setLeg(l, legCalling)
 	c.legs = append(c.legs, l)
 	c.rec.Legs = append(c.rec.Legs, LegRecord{
 		Leg: l.id, Group: t.Group, Member: t.Member, URI: t.URI, Start: c.now,
@@ -230,7 +295,7 @@ func (c *Call) cancel(l *leg, why CancelReason) {
 	if l.state != legCalling {
 		return
 	}
-	l.state = legCancelled
+	c.setLeg(l, legCancelled)
 	l.ring.live--
 	lr := &c.rec.Legs[l.rec]
 	lr.RingMS = c.now.Sub(l.start).Milliseconds()
@@ -239,18 +304,36 @@ func (c *Call) cancel(l *leg, why CancelReason) {
 	c.emit(CancelLeg{Leg: l.id, Reason: why, Elsewhere: elsewhere})
 }
 
-// cancelRing CANCELs whatever of r still calls and ends r.
+// cancelRing CANCELs whatever of r still calls, the legs of a nested
+// group member's run included, and ends r.
 func (c *Call) cancelRing(r *ring, why CancelReason) {
 	for _, l := range c.legs {
-		if l.ring == r {
+		if l.state == legCalling && under(l.ring, r) {
 			c.cancel(l, why)
 		}
 	}
 	r.state = ringEnded
+	if r.sub != nil {
+		endRun(r.sub)
+	}
+}
+
+// under reports whether ring x is r or rings inside r's nested runs.
+func under(x, r *ring) bool {
+	for x != nil {
+		if x == r {
+			return true
+		}
+		if x.run == nil {
+			return false
+		}
+		x = x.run.parent
+	}
+	return false
 }
 
 func (c *Call) hangUp(l *leg) {
-	l.state = legHungUp
+	c.setLeg(l, legHungUp)
 	c.emit(HangUpLeg{Leg: l.id})
 }
 
@@ -298,9 +381,19 @@ func (c *Call) win(l *leg) {
 	if l.state == legCalling {
 		l.ring.live--
 	}
-	l.state = legAnswered
+	c.setLeg(l, legAnswered)
 	c.winner = l
 	c.phase = phaseAnswered
+	// Credit the member, and for a nested one each group member it was
+	// reached through, so round robin, least_recent and fewest_calls of
+	// every group on the way see the answer.
+	for r := l.ring; r != nil && r.run != nil; r = r.run.parent {
+		c.winKeys = append(c.winKeys, memKey{group: r.run.g.Name, key: r.run.members[r.member].key})
+	}
+	c.s.State.answered(c.winKeys, c.now)
+	if c.grp != nil {
+		endRun(c.grp)
+	}
 	c.grp, c.fb = nil, nil
 	lr := &c.rec.Legs[l.rec]
 	lr.Code = 200
@@ -333,12 +426,12 @@ func (c *Call) onFailed(ev LegFailed) {
 		c.onEnded(LegEnded{Leg: ev.Leg})
 		return
 	case legCancelled:
-		l.state = legDone
+		c.setLeg(l, legDone)
 		c.rec.Legs[l.rec].Code = ev.Code
 		return
 	}
 	// Still calling: a final response before we gave up on it.
-	l.state = legDone
+	c.setLeg(l, legDone)
 	l.ring.live--
 	lr := &c.rec.Legs[l.rec]
 	lr.Code = ev.Code
@@ -354,12 +447,12 @@ func (c *Call) onEnded(ev LegEnded) {
 	switch l.state {
 	case legAnswered:
 		// The winner hung up: end the caller too.
-		l.state = legDone
+		c.setLeg(l, legDone)
 		c.rec.EndedBy = "member"
 		c.emit(HangUpCaller{})
 		c.finish(OutcomeAnswered, 200)
 	case legHungUp:
-		l.state = legDone
+		c.setLeg(l, legDone)
 	}
 	// LegEnded on a leg that never answered is not something sip sends;
 	// the leg still owes a LegFailed.
@@ -437,8 +530,18 @@ func (c *Call) finish(outcome string, code int) {
 	for _, l := range c.legs {
 		c.cancel(l, CancelCallerGone)
 	}
+	if c.grp != nil {
+		endRun(c.grp)
+	}
 	c.phase = phaseDone
 	c.grp, c.fb = nil, nil
+	c.leaveGroup()
+	if c.s.Caller.User != "" {
+		c.release("user:" + c.s.Caller.User)
+	}
+	if outcome == OutcomeAnswered {
+		c.s.State.ended(c.winKeys, c.now)
+	}
 	c.rec.End = c.now
 	c.rec.Outcome = outcome
 	c.rec.Code = code

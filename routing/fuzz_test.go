@@ -9,9 +9,10 @@ import (
 )
 
 // fuzzConfig is a handful of groups that between them reach every feature
-// of the Call: both strategies, delays, users with several contacts, nested
-// groups, redirects, every kind of fallback, a fallback cycle (for the hop
-// limit) and a closed group.
+// of the Call: strategies of each shape, delays, users with several
+// contacts, nested groups (two deep, by their own strategies), redirects,
+// every kind of fallback, a fallback cycle (for the hop limit), a closed
+// group, a denied one, max_calls, ring_in_use: false and distribute_evenly.
 func fuzzConfig() *config.Config {
 	s := time.Second
 	return &config.Config{Groups: []*config.Group{
@@ -49,6 +50,25 @@ func fuzzConfig() *config.Config {
 			Name: "closed", Enabled: false,
 			Fallback: config.Fallbacks{Closed: config.Fallback{Group: "sales"}},
 		},
+		{
+			Name: "prog", Enabled: true, Strategy: "progressive", Timeout: 6 * s, MemberTimeout: 2 * s,
+			RingInUse: false, MaxCalls: 1, FollowForward: true,
+			Members: []config.Member{{URI: "sip:s1@x"}, {User: "alice"}, {Group: "rr"}},
+			Fallback: config.Fallbacks{
+				Busy:       config.Fallback{Group: "support"},
+				Congestion: config.Fallback{Group: "overflow"},
+			},
+		},
+		{
+			Name: "rr", Enabled: true, Strategy: "memorized_round_robin", Repeats: 1, MemberTimeout: 2 * s,
+			RetryDelay: s / 2, Timeout: 5 * s, DistributeEvenly: true, RingInUse: true,
+			Permissions: config.Permissions{Allow: []string{"sip:caller@*"}},
+			Members:     []config.Member{{URI: "sip:r1@x"}, {User: "bob"}, {Group: "sales", Timeout: 3 * s}, {URI: "sip:s1@x"}},
+		},
+		{
+			Name: "denied", Enabled: true, Permissions: config.Permissions{Deny: []string{"*"}},
+			Members: []config.Member{{URI: "sip:a@x"}},
+		},
 	}}
 }
 
@@ -77,6 +97,11 @@ func FuzzCall(f *testing.F) {
 	f.Add([]byte{3, 1, 1, 1, 6, 0, 0, 4, 0, 0})
 	f.Add([]byte{0, 8, 1, 3, 8, 2, 3, 8, 3, 3, 8, 4, 3, 1, 5, 2})
 	f.Add([]byte{4, 2, 1, 0, 2, 2, 1, 2, 3, 2, 2, 4, 0, 7, 0, 0, 1, 5, 0})
+	f.Add([]byte{5, 7, 0, 0, 7, 0, 0, 7, 0, 0, 1, 3, 2})
+	f.Add([]byte{0x85, 7, 0, 0, 2, 1, 1, 7, 0, 0})
+	f.Add([]byte{6, 7, 0, 0, 1, 2, 1, 7, 0, 0, 7, 0, 0, 1, 4, 0})
+	f.Add([]byte{0x86, 7, 0, 0, 7, 0, 0, 2, 3, 1, 7, 0, 0})
+	f.Add([]byte{7})
 	f.Fuzz(fuzzOne)
 }
 
@@ -86,12 +111,26 @@ func fuzzOne(t *testing.T, data []byte) {
 			return
 		}
 		cfg := fuzzConfig()
-		g := cfg.Groups[int(data[0])%len(cfg.Groups)]
+		g := cfg.Groups[int(data[0]&0x7f)%len(cfg.Groups)]
+		st := NewState()
+		// The high bit starts another call first, to sales, left ringing,
+		// so that max_calls, ring_in_use and "ring once" meet a State that
+		// is not empty.
+		var bg *fuzzRun
+		if data[0]&0x80 != 0 {
+			bg = &fuzzRun{t: t, now: t0, check: newChecker()}
+			var acts []Action
+			bg.call, acts = Start(t0, Setup{
+				CallID: "bg", Config: cfg, Group: cfg.Groups[1], Caller: Party{URI: "sip:other@x", User: "bob"},
+				Directory: fuzzDir(), State: st,
+			})
+			bg.observe(acts)
+		}
 		fz := &fuzzRun{t: t, now: t0, check: newChecker()}
 		var acts []Action
 		fz.call, acts = Start(t0, Setup{
 			CallID: "fuzz", Config: cfg, Group: g, Dialled: g.Name,
-			Caller: Party{URI: "sip:caller@x", Display: "C"}, Directory: fuzzDir(),
+			Caller: Party{URI: "sip:caller@x", Display: "C"}, Directory: fuzzDir(), State: st,
 		})
 		fz.observe(acts)
 		data = data[1:]
@@ -105,6 +144,16 @@ func fuzzOne(t *testing.T, data []byte) {
 			data = data[3:]
 		}
 		fz.drain()
+		if bg != nil {
+			bg.now = fz.now
+			bg.step(CallerCancelled{})
+			bg.drain()
+		}
+		// Whatever happened, every call has given back its max_calls slot
+		// and every member it held.
+		if !st.idle() {
+			t.Fatalf("State not idle after every call ended: groups %+v in use %v\n%v", st.groups, st.inUse, fz.log)
+		}
 	}
 }
 

@@ -2,6 +2,8 @@ package routing
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/ringroute/ringroute/config"
@@ -9,12 +11,19 @@ import (
 )
 
 // ring is one member ringing inside an attempt, or a fallback destination
-// ringing on its own. A member may have several legs at once (a user's
-// contacts, a nested group) and, after a 3xx, legs that replace others.
+// ringing on its own. A uri or user member rings on legs (a user's
+// contacts and, after a 3xx, legs that replace others); a {group: X}
+// member rings X's own run of attempts inside its time.
 type ring struct {
-	member  int // index into groupRun.members; -1 for a fallback destination
+	member int       // index into run.members; -1 for a fallback destination
+	run    *groupRun // whose attempt it is in; nil for a fallback destination
+	// group is the group the call entered (for a nested member, the
+	// outermost one): its follow_forward and answered_elsewhere apply to
+	// every leg, as they are about the call rather than the member.
 	group   *config.Group
-	targets []Target
+	targets []dest
+	nested  *config.Group // a {group: X} member: X
+	sub     *groupRun     // X's run, once the nested member rings
 
 	startAt, endAt time.Time
 	state          ringState
@@ -23,6 +32,12 @@ type ring struct {
 	redirects      int
 	lastCode       int // final code of the leg that failed last
 	result         result
+}
+
+// dest is one leg to start: where, and who that is (see memberIdentity).
+type dest struct {
+	t     Target
+	ident string
 }
 
 type ringState uint8
@@ -46,16 +61,35 @@ const (
 // member is one ringable member for the current pass.
 type member struct {
 	cfg     config.Member
-	key     string
-	targets []Target
+	index   int    // in the group's config members, for round robin
+	key     string // config.Member.Key
+	targets []dest
+	nested  *config.Group
 }
 
-// groupRun is one entry of the call into a group: the dialled group, or a
-// {group: X} fallback.
+// groupRun is one run of a group's strategy: the group the call is in
+// (dialled, or entered by a {group: X} fallback), or a nested {group: X}
+// member ringing inside its parent's ring.
 type groupRun struct {
-	g     *config.Group
-	strat strategy.Strategy
-	end   time.Time // start + timeout; zero when timeout is 0
+	g      *config.Group
+	strat  strategy.Strategy
+	parent *ring         // nil for the group the call is in
+	top    *config.Group // the group the call is in
+	// path prefixes the member keys of a nested run's legs, so a CDR leg
+	// says which way it was reached: "group:sales/user:bob".
+	path      string
+	seen      map[string]bool // groups on the nesting path, against cycles in hand-built configs
+	skipInUse bool            // ring_in_use: false on this group or one it is nested in
+
+	end time.Time // zero: no limit
+	// ownEnd: a nested run's end is its own timeout, not its parent
+	// member's time.
+	ownEnd bool
+	span   time.Duration // the time a pass has, for distribute_evenly; 0: unbounded
+	// seed: each pass draws its chance from a source seeded alike, so a
+	// random group rings the same shuffle on every pass of one call.
+	seed [2]uint64
+
 	// passes is how many passes have been planned, the current one included.
 	passes  int
 	members []member
@@ -64,6 +98,8 @@ type groupRun struct {
 	rings   []*ring            // current attempt; nil while waiting for the next
 	wait    time.Time          // start of the next attempt, while rings is nil
 	results []result           // per member, this pass
+	inUse   int                // members left out of this pass for being in a call; busy
+	over    bool
 }
 
 func busyCode(code int) bool { return code == 486 || code == 600 || code == 603 }
@@ -75,7 +111,7 @@ type dueKind uint8
 // Order among things due at the same instant. The group timeout goes first,
 // so a member due to start exactly when the group expires never rings; ends
 // go before starts, so the CANCEL of one ring precedes the INVITE of the
-// next.
+// next. A nested run's end is, to its parent, a ring end.
 const (
 	dueGroupEnd dueKind = iota
 	dueRingEnd
@@ -87,6 +123,7 @@ type due struct {
 	at   time.Time
 	kind dueKind
 	ring *ring
+	run  *groupRun // dueAttempt, dueGroupEnd, and dueRingEnd of a nested run
 }
 
 func (c *Call) nextDue() (due, bool) {
@@ -101,25 +138,39 @@ func (c *Call) nextDue() (due, bool) {
 		return best, false
 	}
 	if g := c.grp; g != nil {
-		if !g.end.IsZero() {
-			consider(due{at: g.end, kind: dueGroupEnd})
-		}
-		if g.rings == nil {
-			consider(due{at: g.wait, kind: dueAttempt})
-		}
-		for _, r := range g.rings {
-			switch r.state {
-			case ringPending:
-				consider(due{at: r.startAt, kind: dueRingStart, ring: r})
-			case ringRinging:
-				consider(due{at: r.endAt, kind: dueRingEnd, ring: r})
-			}
-		}
+		dueRun(g, consider)
 	}
 	if r := c.fb; r != nil && r.state == ringRinging {
 		consider(due{at: r.endAt, kind: dueRingEnd, ring: r})
 	}
 	return best, ok
+}
+
+// dueRun offers everything g and the runs nested in it wait for. A run's
+// end is offered before its rings, so on a tie of kinds it goes first.
+func dueRun(g *groupRun, consider func(due)) {
+	if !g.end.IsZero() {
+		kind := dueGroupEnd
+		if g.parent != nil {
+			kind = dueRingEnd
+		}
+		consider(due{at: g.end, kind: kind, run: g})
+	}
+	if g.rings == nil {
+		consider(due{at: g.wait, kind: dueAttempt, run: g})
+	}
+	for _, r := range g.rings {
+		switch r.state {
+		case ringPending:
+			consider(due{at: r.startAt, kind: dueRingStart, ring: r})
+		case ringRinging:
+			if r.sub != nil {
+				dueRun(r.sub, consider)
+			} else {
+				consider(due{at: r.endAt, kind: dueRingEnd, ring: r})
+			}
+		}
+	}
 }
 
 // advance fires, in time order, everything due by now. Each firing moves
@@ -134,13 +185,17 @@ func (c *Call) advance(now time.Time) {
 		c.at = d.at
 		switch d.kind {
 		case dueGroupEnd:
-			c.groupTimeout()
+			c.groupTimeout(d.run)
 		case dueRingEnd:
-			c.ringTimeUp(d.ring)
+			if d.run != nil {
+				c.nestedTimeUp(d.run)
+			} else {
+				c.ringTimeUp(d.ring)
+			}
 		case dueRingStart:
 			c.startRing(d.ring)
 		case dueAttempt:
-			c.startAttempt()
+			c.startAttempt(d.run)
 		}
 	}
 }
@@ -149,20 +204,67 @@ func (c *Call) advance(now time.Time) {
 
 // refusal is a group turning a call away before ringing anyone.
 type refusal struct {
-	kind     string // fallback name for the CDR: closed, congestion
+	kind     string // fallback name for the CDR: closed, congestion; "" when denied
 	fallback config.Fallback
 	outcome  string
+	why      string
 }
 
-// admit decides whether group g takes the call now. Only `enabled` is
-// checked today. This is the seam for what SPEC §2 and §4 add later:
-// schedule (closed), max_calls (congestion); permissions are a 403 before
-// routing and ring_in_use filters members in resolve, not here.
-func admit(g *config.Group) (refusal, bool) {
-	if !g.Enabled {
-		return refusal{kind: "closed", fallback: orDefault(g.Fallback.Closed, 480), outcome: OutcomeClosed}, false
+// admit applies SPEC "One call" step 2 in its order: permissions (denied:
+// 403), enabled and schedule (closed: fallback.closed), max_calls (full:
+// fallback.congestion). When it admits, the call holds one of the group's
+// max_calls slots until it leaves the group.
+func (c *Call) admit(g *config.Group) (refusal, bool) {
+	if why, ok := permitted(g.Permissions, c.s.Caller.URI); !ok {
+		return refusal{outcome: OutcomeDenied, why: why}, false
 	}
+	closed := refusal{kind: "closed", fallback: orDefault(g.Fallback.Closed, 480), outcome: OutcomeClosed}
+	if !g.Enabled {
+		closed.why = "disabled (enabled: false)"
+		return closed, false
+	}
+	if !g.Schedule.OpenAt(c.at) {
+		closed.why = "closed by its schedule at " + scheduleTime(g.Schedule, c.at)
+		return closed, false
+	}
+	if !c.s.State.enter(g.Name, g.MaxCalls) {
+		return refusal{
+			kind: "congestion", fallback: orDefault(g.Fallback.Congestion, 486), outcome: OutcomeCongestion,
+			why: fmt.Sprintf("full: max_calls %d reached", g.MaxCalls),
+		}, false
+	}
+	c.slot = g.Name
 	return refusal{}, true
+}
+
+// permitted applies a group's permissions to the caller's From URI: a deny
+// pattern that matches refuses, whatever allow says; otherwise, when allow
+// is set (Load always sets it, to ["*"] by default), one of its patterns
+// must match.
+func permitted(p config.Permissions, from string) (string, bool) {
+	for _, d := range p.Deny {
+		if config.Match(d, from) {
+			return fmt.Sprintf("denied: %s matches deny pattern %q", from, d), false
+		}
+	}
+	if p.Allow == nil {
+		return "", true
+	}
+	for _, a := range p.Allow {
+		if config.Match(a, from) {
+			return "", true
+		}
+	}
+	return fmt.Sprintf("denied: %s matches no allow pattern", from), false
+}
+
+// scheduleTime renders t as the schedule reads it, in its own zone.
+func scheduleTime(s *config.Schedule, t time.Time) string {
+	loc, zone := time.UTC, "UTC"
+	if s != nil && s.Location != nil {
+		loc, zone = s.Location, s.Timezone
+	}
+	return t.In(loc).Format("Mon 2006-01-02 15:04") + " " + zone
 }
 
 // orDefault applies the documented default of a fallback left out. Load
@@ -174,22 +276,92 @@ func orDefault(f config.Fallback, code int) config.Fallback {
 	return f
 }
 
+// enterGroup takes the call into g: the dialled group, or a {group: X}
+// fallback, which enters X as if the caller had dialled it.
 func (c *Call) enterGroup(g *config.Group) {
 	c.rec.Groups = append(c.rec.Groups, g.Name)
-	if r, ok := admit(g); !ok {
+	c.trace(g.Name, TraceEnter, describeGroup(g))
+	r, ok := c.admit(g)
+	if !ok {
+		c.trace(g.Name, TraceRefused, r.why)
+		c.note(fmt.Sprintf("group %s: %s", g.Name, r.why))
+		if r.outcome == OutcomeDenied {
+			c.reject(403, OutcomeDenied)
+			return
+		}
 		c.takeFallback(g, r.kind, r.fallback, r.outcome)
 		return
 	}
+	c.grp = c.newRun(g, nil)
+}
+
+// describeGroup is a group's timing in one line, for traces.
+func describeGroup(g *config.Group) string {
+	s := fmt.Sprintf("strategy %s, timeout %s, member_timeout %s, retry_delay %s", g.Strategy, short(g.Timeout), short(g.MemberTimeout), short(g.RetryDelay))
+	if g.Timeout == 0 && g.Repeats > 0 {
+		s += fmt.Sprintf(", repeats %d", g.Repeats)
+	}
+	if g.DistributeEvenly {
+		s += ", distribute_evenly"
+	}
+	if !g.RingInUse {
+		s += ", ring_in_use false"
+	}
+	if g.MaxCalls > 0 {
+		s += fmt.Sprintf(", max_calls %d", g.MaxCalls)
+	}
+	return s
+}
+
+// short renders a duration without zero units: 30s, 1m30s, 1.5s, 0s.
+func short(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// newRun starts a run of g's strategy now: the group the call is in when
+// parent is nil, else the nested member ring parent.
+func (c *Call) newRun(g *config.Group, parent *ring) *groupRun {
 	strat, ok := strategy.Lookup(g.Strategy)
 	if !ok {
 		c.note(fmt.Sprintf("group %s: strategy %q not implemented, rang linear", g.Name, g.Strategy))
 		strat = strategy.Linear{}
 	}
-	run := &groupRun{g: g, strat: strat, wait: c.at}
-	if g.Timeout > 0 {
-		run.end = c.at.Add(g.Timeout)
+	run := &groupRun{g: g, strat: strat, parent: parent, wait: c.at, seed: [2]uint64{c.rand.Uint64(), c.rand.Uint64()}}
+	if parent == nil {
+		run.top = g
+		run.skipInUse = !g.RingInUse
+		run.seen = map[string]bool{g.Name: true}
+		if g.Timeout > 0 {
+			run.end = c.at.Add(g.Timeout)
+		}
+		run.span = g.Timeout
+		return run
 	}
-	c.grp = run
+	// A nested group rings by its own strategy and member timings, but
+	// only within its member time in the parent, and its own timeout
+	// when that is shorter.
+	p := parent.run
+	run.top = p.top
+	run.path = p.path + p.members[parent.member].key + "/"
+	run.skipInUse = p.skipInUse || !g.RingInUse
+	run.seen = make(map[string]bool, len(p.seen)+1)
+	for k := range p.seen {
+		run.seen[k] = true
+	}
+	run.seen[g.Name] = true
+	run.end = parent.endAt
+	if g.Timeout > 0 && c.at.Add(g.Timeout).Before(run.end) {
+		run.end, run.ownEnd = c.at.Add(g.Timeout), true
+	}
+	run.span = run.end.Sub(c.at)
+	return run
 }
 
 // lookupGroup finds a group by name in the call's snapshot. A linear search:
@@ -208,34 +380,96 @@ func (c *Call) lookupGroup(name string) *config.Group {
 
 // --- passes and attempts
 
-// planPass snapshots the ringable members and asks the strategy for a pass.
-// Contacts are read here, at the pass's start, so a phone that registers
-// while the call rings is in the next pass.
-func (c *Call) planPass() bool {
-	g := c.grp
+// planPass snapshots the ringable members and the group's memory and asks
+// the strategy for a pass. Contacts are read here, at the pass's start, so
+// a phone that registers while the call rings is in the next pass.
+func (c *Call) planPass(g *groupRun) {
 	g.passes++
-	g.members = c.resolve(g.g)
-	in := strategy.Input{Members: make([]strategy.Member, len(g.members)), Rand: c.rand}
+	g.members, g.inUse = c.resolve(g)
+	mem := c.s.State.memory(g.g.Name)
+	in := strategy.Input{
+		Members: make([]strategy.Member, len(g.members)),
+		Rand:    rand.New(rand.NewPCG(g.seed[0], g.seed[1])),
+		Next:    nextIndex(g.members, g.g, mem.last),
+	}
+	if !g.end.IsZero() {
+		in.Remaining = g.end.Sub(c.at)
+	}
+	var share time.Duration
+	if g.g.DistributeEvenly && g.span > 0 && len(g.members) > 0 {
+		if share = g.g.EvenRingTime(len(g.members), g.span); share <= 0 {
+			c.note(fmt.Sprintf("group %s: distribute_evenly leaves no ring time (timeout %s, %d members, retry_delay %s); member_timeout used", g.g.Name, short(g.span), len(g.members), short(g.g.RetryDelay)))
+		}
+	}
 	for i, m := range g.members {
+		t := g.g.RingTime(m.cfg)
+		if share > 0 && m.cfg.Timeout == 0 {
+			t = share
+		}
+		ms := mem.members[m.key]
 		in.Members[i] = strategy.Member{
-			Key:     m.key,
-			Timeout: g.g.RingTime(m.cfg),
-			Delay:   m.cfg.Delay,
-			Weight:  max(m.cfg.Weight, 1),
+			Key:      m.key,
+			Timeout:  t,
+			Delay:    m.cfg.Delay,
+			Weight:   max(m.cfg.Weight, 1),
+			LastCall: ms.lastCall,
+			Answered: ms.answered,
 		}
 	}
 	g.plan = g.strat.Plan(in)
 	g.next = 0
 	g.results = make([]result, len(g.members))
-	return len(g.plan) > 0
+	if c.s.Trace != nil {
+		var order []string
+		for _, a := range g.plan {
+			var same []string
+			for _, r := range a {
+				if r.Member >= 0 && r.Member < len(g.members) {
+					same = append(same, g.members[r.Member].key)
+				}
+			}
+			order = append(order, strings.Join(same, " + "))
+		}
+		c.trace(g.g.Name, TracePass, fmt.Sprintf("pass %d: %s", g.passes, strings.Join(order, ", ")))
+	}
 }
 
-func (c *Call) startAttempt() {
-	g := c.grp
-	if g.plan == nil && !c.planPass() {
-		c.note(fmt.Sprintf("group %s: nothing to ring", g.g.Name))
-		c.giveUp("noanswer", orDefault(g.g.Fallback.NoAnswer, 480), OutcomeNoAnswer)
-		return
+// nextIndex is where round robin starts: the first ringable member after
+// last (the member key last tried or answered) in config order, wrapping
+// round. Members left out of this pass are stepped over; a last that is no
+// longer in the group starts from the top.
+func nextIndex(ms []member, g *config.Group, last string) int {
+	if last == "" {
+		return 0
+	}
+	li := -1
+	for i, m := range g.Members {
+		if m.Key() == last {
+			li = i
+			break
+		}
+	}
+	if li < 0 {
+		return 0
+	}
+	for i, m := range ms {
+		if m.index > li {
+			return i
+		}
+	}
+	return 0
+}
+
+func (c *Call) startAttempt(g *groupRun) {
+	if g.plan == nil {
+		c.planPass(g)
+		if len(g.plan) == 0 {
+			// Nothing to ring this pass: judge it as it stands (members in
+			// a call count as busy; none at all is "nothing to ring").
+			g.plan = nil
+			c.passOver(g)
+			return
+		}
 	}
 	a := g.plan[g.next]
 	g.next++
@@ -246,24 +480,58 @@ func (c *Call) startAttempt() {
 			c.note(fmt.Sprintf("group %s: strategy %s planned an invalid ring %+v; skipped", g.g.Name, g.g.Strategy, r))
 			continue
 		}
+		m := g.members[r.Member]
 		start := c.at.Add(r.After)
 		g.rings = append(g.rings, &ring{
 			member:  r.Member,
-			group:   g.g,
-			targets: g.members[r.Member].targets,
+			run:     g,
+			group:   g.top,
+			targets: m.targets,
+			nested:  m.nested,
 			startAt: start,
 			endAt:   start.Add(r.For),
 		})
 	}
 	if len(g.rings) == 0 {
-		c.attemptOver()
+		c.attemptOver(g)
 	}
 }
 
 func (c *Call) startRing(r *ring) {
 	r.state = ringRinging
-	for _, t := range r.targets {
-		c.startLeg(r, t)
+	if g := r.run; g != nil {
+		c.s.State.tried(g.g.Name, g.members[r.member].key)
+	}
+	if r.nested != nil {
+		r.sub = c.newRun(r.nested, r)
+		c.trace(r.nested.Name, TraceEnter, fmt.Sprintf("as member %s of %s until %s: %s", r.run.members[r.member].key, r.run.g.Name, c.rel(r.sub.end), describeGroup(r.nested)))
+		return // its first attempt is due now
+	}
+	// A target already ringing in this call (a member of two nested
+	// groups, say) is rung once: a second INVITE would only make the
+	// phone ring twice. Legs of this ring are not counted, so every
+	// contact of a user starts.
+	calling := map[string]bool{}
+	if r.run != nil {
+		for _, l := range c.legs {
+			if l.state == legCalling {
+				calling[l.ident] = true
+			}
+		}
+	}
+	started := 0
+	for _, d := range r.targets {
+		if calling[d.ident] {
+			c.note(fmt.Sprintf("group %s: %s already rings in this call; rung once", r.run.g.Name, d.t.Member))
+			continue
+		}
+		c.startLeg(r, d)
+		started++
+	}
+	if started == 0 {
+		r.state = ringEnded
+		r.result = resNone
+		c.ringEnded(r)
 	}
 }
 
@@ -275,6 +543,21 @@ func (c *Call) ringTimeUp(r *ring) {
 		c.fallbackFailed(480)
 		return
 	}
+	c.ringEnded(r)
+}
+
+// nestedTimeUp: a nested run's end came: its member time in the parent,
+// or its own timeout. Whatever it rings is cancelled and the member has
+// rung out.
+func (c *Call) nestedTimeUp(g *groupRun) {
+	why := CancelRingTimeout
+	if g.ownEnd {
+		why = CancelGroupTimeout
+		c.trace(g.g.Name, TraceTimeout, fmt.Sprintf("group timeout %s of %s", short(g.g.Timeout), g.g.Name))
+	}
+	r := g.parent
+	c.cancelRing(r, why)
+	r.result = resTimeout
 	c.ringEnded(r)
 }
 
@@ -291,8 +574,9 @@ func (c *Call) ringLegFailed(l *leg, code int, contacts []string) {
 			t := l.target
 			t.URI, t.Destination, t.Transport = contacts[0], "", ""
 			// The new leg belongs to the same ring, so it stops at the
-			// member's original ring end, not after a fresh timeout.
-			c.startLeg(r, t)
+			// member's original ring end, not after a fresh timeout; it
+			// is still the same member, so the same identity.
+			c.startLeg(r, dest{t: t, ident: l.ident})
 			return
 		}
 		lr.Reason = "failed"
@@ -322,8 +606,8 @@ func (c *Call) ringLegFailed(l *leg, code int, contacts []string) {
 // ringEnded: r will ring no more; if it was the last of its attempt, the
 // attempt is over now.
 func (c *Call) ringEnded(r *ring) {
-	g := c.grp
-	if g == nil {
+	g := r.run
+	if g == nil || g.over {
 		return
 	}
 	if r.member >= 0 && r.member < len(g.results) {
@@ -334,24 +618,35 @@ func (c *Call) ringEnded(r *ring) {
 			return
 		}
 	}
-	c.attemptOver()
+	c.attemptOver(g)
 }
 
-func (c *Call) attemptOver() {
-	g := c.grp
+func (c *Call) attemptOver(g *groupRun) {
+	// An attempt in which nobody rang (every target already ringing in
+	// this call) costs no pause.
+	rang := false
+	for _, r := range g.rings {
+		if r.result != resNone {
+			rang = true
+		}
+	}
 	g.rings = nil
-	g.wait = c.at.Add(g.g.RetryDelay)
+	g.wait = c.at
+	if rang {
+		g.wait = c.at.Add(g.g.RetryDelay)
+	}
 	if g.next < len(g.plan) {
 		return
 	}
-	c.passOver()
+	c.passOver(g)
 }
 
 // passOver judges a complete pass (SPEC §7) and decides whether another
-// follows.
-func (c *Call) passOver() {
-	g := c.grp
-	rang, busy, failed := 0, 0, 0
+// follows. Members left out for being in a call count as busy: to the
+// caller they are, and a group whose members are all on the phone should
+// take fallback.busy, not ring nobody until its timeout.
+func (c *Call) passOver(g *groupRun) {
+	rang, busy, failed := g.inUse, g.inUse, 0
 	for _, r := range g.results {
 		switch r {
 		case resBusy:
@@ -363,48 +658,89 @@ func (c *Call) passOver() {
 			rang++
 		}
 	}
-	noanswer := orDefault(g.g.Fallback.NoAnswer, 480)
 	switch {
 	case rang == 0:
-		c.giveUp("noanswer", noanswer, OutcomeNoAnswer)
+		c.note(fmt.Sprintf("group %s: nothing to ring", g.g.Name))
+		c.runOver(g, "noanswer", resNone, OutcomeNoAnswer, "nothing to ring")
 	case busy == rang:
 		// Everyone is busy: ringing them again only delays the caller.
-		c.giveUp("busy", orDefault(g.g.Fallback.Busy, 486), OutcomeBusy)
+		c.runOver(g, "busy", resBusy, OutcomeBusy, "every member busy")
 	case busy+failed == rang:
 		// Nobody could ring at all: another pass would fail the same way.
-		c.giveUp("noanswer", noanswer, OutcomeFailed)
-	case !g.end.IsZero() || g.passes <= g.g.Repeats:
+		c.runOver(g, "noanswer", resFailed, OutcomeFailed, "every member failed")
+	case g.g.Timeout > 0 || g.passes <= g.g.Repeats:
 		g.plan = nil // next attempt plans a new pass, after retry_delay
 	default:
-		c.giveUp("noanswer", noanswer, OutcomeNoAnswer)
+		c.runOver(g, "noanswer", resTimeout, OutcomeNoAnswer, fmt.Sprintf("no answer in %d pass%s", g.passes, plural(g.passes, "es")))
 	}
 }
 
-func (c *Call) groupTimeout() {
-	g := c.grp
+func plural(n int, suffix string) string {
+	if n == 1 {
+		return ""
+	}
+	return suffix
+}
+
+// runOver ends run g with a verdict. The group the call is in takes its
+// fallback for kind; a nested run ends its member's ring with res, for
+// the parent's verdict (a nested group's own fallbacks do not apply: it
+// is a member, not a destination).
+func (c *Call) runOver(g *groupRun, kind string, res result, outcome, why string) {
+	endRun(g)
+	c.trace(g.g.Name, TraceGiveUp, why)
+	if g.parent == nil {
+		c.grp = nil
+		c.takeFallback(g.g, kind, c.fallbackFor(g.g, kind), outcome)
+		return
+	}
+	r := g.parent
+	r.state = ringEnded
+	r.result = res
+	c.ringEnded(r)
+}
+
+func (c *Call) fallbackFor(g *config.Group, kind string) config.Fallback {
+	if kind == "busy" {
+		return orDefault(g.Fallback.Busy, 486)
+	}
+	return orDefault(g.Fallback.NoAnswer, 480)
+}
+
+// endRun marks g and every run nested in it over, so that nothing of them
+// fires any more.
+func endRun(g *groupRun) {
+	g.over = true
+	for _, r := range g.rings {
+		if r.sub != nil {
+			endRun(r.sub)
+		}
+	}
+}
+
+// groupTimeout: the group timeout of the group the call is in.
+func (c *Call) groupTimeout(g *groupRun) {
+	c.trace(g.g.Name, TraceTimeout, fmt.Sprintf("group timeout %s of %s", short(g.g.Timeout), g.g.Name))
 	for _, r := range g.rings {
 		if r.state == ringRinging {
 			c.cancelRing(r, CancelGroupTimeout)
 		}
 	}
-	c.giveUp("noanswer", orDefault(g.g.Fallback.NoAnswer, 480), OutcomeNoAnswer)
-}
-
-// giveUp leaves the ringing group for one of its fallbacks.
-func (c *Call) giveUp(kind string, f config.Fallback, outcome string) {
-	g := c.grp.g
-	c.grp = nil
-	c.takeFallback(g, kind, f, outcome)
+	c.runOver(g, "noanswer", resTimeout, OutcomeNoAnswer, "time ran out")
 }
 
 // --- fallbacks
 
 // takeFallback sends the call to f, one of group g's fallbacks (SPEC §8).
+// The call leaves the group first, so its max_calls slot is free for the
+// next caller, whatever f is.
 func (c *Call) takeFallback(g *config.Group, kind string, f config.Fallback, outcome string) {
+	c.leaveGroup()
 	if c.rec.Fallback != "" {
 		c.rec.Fallback += ","
 	}
 	c.rec.Fallback += kind + ":" + f.String()
+	c.trace(g.Name, TraceFallback, "fallback."+kind+": "+f.String())
 	switch {
 	case f.Group != "":
 		c.hops++
@@ -422,9 +758,9 @@ func (c *Call) takeFallback(g *config.Group, kind string, f config.Fallback, out
 		c.enterGroup(next)
 	case f.URI != "" || f.User != "":
 		key := "fallback:" + f.String()
-		var targets []Target
+		var targets []dest
 		if f.URI != "" {
-			targets = []Target{c.target(g, key, f.URI, "", "")}
+			targets = []dest{{t: c.target(g, key, f.URI, "", ""), ident: uriIdentity(f.URI)}}
 		} else {
 			targets = c.userTargets(g, key, f.User)
 		}
@@ -454,6 +790,14 @@ func (c *Call) takeFallback(g *config.Group, kind string, f config.Fallback, out
 	}
 }
 
+// leaveGroup frees the call's max_calls slot, if it holds one.
+func (c *Call) leaveGroup() {
+	if c.slot != "" {
+		c.s.State.leave(c.slot)
+		c.slot = ""
+	}
+}
+
 // fallbackFailed: the fallback destination did not answer. The caller gets
 // its failure when it means something to them; a 487 (our own CANCEL) or a
 // 408 (nobody there) is the same to a caller as nobody answering.
@@ -467,46 +811,102 @@ func (c *Call) fallbackFailed(code int) {
 
 // --- members and targets
 
-// resolve lists g's members that have something to ring now, in config
-// order, with their targets. A member with nothing to ring is skipped and
-// noted, not an error (SPEC "Registrar": a user with no contact is skipped).
-func (c *Call) resolve(g *config.Group) []member {
+// resolve lists the members of g that ring in this pass, in config order,
+// with their targets, and counts those left out for being in a call
+// elsewhere (ring_in_use: false). A member with nothing to ring is skipped
+// and noted, not an error (SPEC "Registrar": a user with no contact is
+// skipped).
+func (c *Call) resolve(g *groupRun) ([]member, int) {
 	var out []member
-	for _, m := range g.Members {
+	inUse := 0
+	skip := func(key, why string) { c.note(fmt.Sprintf("group %s: %s skipped: %s", g.g.Name, key, why)) }
+	for i, m := range g.g.Members {
 		key := m.Key()
-		if g.RingTime(m) <= 0 {
-			c.note(fmt.Sprintf("group %s: %s skipped: no ring time", g.Name, key))
+		if g.g.RingTime(m) <= 0 && !(g.g.DistributeEvenly && g.span > 0) {
+			skip(key, "no ring time")
 			continue
 		}
-		var ts []Target
+		mem := member{cfg: m, index: i, key: key}
 		switch {
-		case m.User != "":
-			ts = c.userTargets(g, key, m.User)
 		case m.Group != "":
-			// For now a nested group rings all its members at once as one
-			// member; its own strategy comes later.
-			ts = c.nestedTargets(g, key, m.Group, map[string]bool{g.Name: true})
-		default:
-			ts = []Target{c.target(g, key, m.URI, "", "")}
-		}
-		if len(ts) == 0 {
-			why := "nothing to ring"
-			if m.User != "" {
-				why = "no registered contacts"
+			x := c.lookupGroup(m.Group)
+			switch {
+			case x == nil:
+				skip(key, "no such group")
+				continue
+			case g.seen[x.Name]:
+				skip(key, "it contains this group")
+				continue
+			case !x.Enabled || !x.Schedule.OpenAt(c.at):
+				skip(key, "group "+x.Name+" is closed")
+				continue
+			case !c.ringable(x, g.seen):
+				skip(key, "nothing to ring")
+				continue
 			}
-			c.note(fmt.Sprintf("group %s: %s skipped: %s", g.Name, key, why))
+			mem.nested = x
+		case m.User != "":
+			mem.targets = c.userTargets(g.top, g.path+key, m.User)
+			if len(mem.targets) == 0 {
+				skip(key, "no registered contacts")
+				continue
+			}
+		default:
+			mem.targets = []dest{{t: c.target(g.top, g.path+key, m.URI, "", ""), ident: uriIdentity(m.URI)}}
+		}
+		if g.skipInUse && mem.nested == nil && c.inUseElsewhere(memberIdentity(m)) {
+			skip(key, "in a call (ring_in_use: false)")
+			inUse++
 			continue
 		}
-		out = append(out, member{cfg: m, key: key, targets: ts})
+		out = append(out, mem)
 	}
-	return out
+	return out, inUse
 }
 
-// target is a leg toward uri on behalf of group g's member key.
-func (c *Call) target(g *config.Group, key, uri, dest, transport string) Target {
+// ringable reports whether nested group x has anything it could ring now.
+func (c *Call) ringable(x *config.Group, seen map[string]bool) bool {
+	for _, m := range x.Members {
+		switch {
+		case m.Group != "":
+			y := c.lookupGroup(m.Group)
+			if y == nil || seen[y.Name] || y.Name == x.Name || !y.Enabled || !y.Schedule.OpenAt(c.at) {
+				continue
+			}
+			inner := map[string]bool{x.Name: true}
+			for k := range seen {
+				inner[k] = true
+			}
+			if c.ringable(y, inner) {
+				return true
+			}
+		case m.User != "":
+			if c.s.Directory != nil && len(c.s.Directory.Contacts(m.User)) > 0 {
+				return true
+			}
+		default:
+			return true
+		}
+	}
+	return false
+}
+
+// inUseElsewhere reports whether another call holds identity id. A call
+// never skips a member for being in this same call.
+func (c *Call) inUseElsewhere(id string) bool {
+	n := c.s.State.inUseCount(id)
+	if c.held[id] > 0 {
+		n--
+	}
+	return n > 0
+}
+
+// target is a leg toward uri on behalf of the member key of the group the
+// call is in (g).
+func (c *Call) target(g *config.Group, key, uri, dst, transport string) Target {
 	return Target{
 		URI:         uri,
-		Destination: dest,
+		Destination: dst,
 		Transport:   transport,
 		Group:       g.Name,
 		Member:      key,
@@ -514,39 +914,13 @@ func (c *Call) target(g *config.Group, key, uri, dest, transport string) Target 
 	}
 }
 
-func (c *Call) userTargets(g *config.Group, key, user string) []Target {
+func (c *Call) userTargets(g *config.Group, key, user string) []dest {
 	if c.s.Directory == nil {
 		return nil
 	}
-	var out []Target
+	var out []dest
 	for _, ct := range c.s.Directory.Contacts(user) {
-		out = append(out, c.target(g, key, ct.URI, ct.Destination, ct.Transport))
-	}
-	return out
-}
-
-// nestedTargets is every uri and user contact of group name, and of groups
-// nested in it, for g's member key. seen breaks cycles a hand-built config
-// may have.
-func (c *Call) nestedTargets(g *config.Group, key, name string, seen map[string]bool) []Target {
-	if seen[name] {
-		return nil
-	}
-	seen[name] = true
-	x := c.lookupGroup(name)
-	if x == nil {
-		return nil
-	}
-	var out []Target
-	for _, m := range x.Members {
-		switch {
-		case m.User != "":
-			out = append(out, c.userTargets(g, key, m.User)...)
-		case m.Group != "":
-			out = append(out, c.nestedTargets(g, key, m.Group, seen)...)
-		default:
-			out = append(out, c.target(g, key, m.URI, "", ""))
-		}
+		out = append(out, dest{t: c.target(g, key, ct.URI, ct.Destination, ct.Transport), ident: "user:" + user})
 	}
 	return out
 }

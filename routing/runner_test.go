@@ -359,3 +359,52 @@ func TestRunnerConcurrentPostsAndLogs(t *testing.T) {
 		}
 	})
 }
+
+// Calls on their own Runners share one State, as a server's calls do:
+// five callers at once into a group with max_calls 2 give two answered
+// calls and three congestion rejects, the race detector stays quiet, and
+// the State is empty again when all are done.
+func TestRunnersShareState(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := testGroup("memorized_round_robin", 30*time.Second, "sip:a@x", "sip:b@x")
+		g.MaxCalls, g.RingInUse = 2, true
+		st := NewState()
+		var mu sync.Mutex
+		outcomes := map[string]int{}
+		var wg sync.WaitGroup
+		for i := 0; i < 5; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sip := &fakeSIP{
+					answerAfter: map[string]time.Duration{"sip:a@x": time.Second, "sip:b@x": time.Second},
+					talk:        10 * time.Second,
+				}
+				s := testSetup(g)
+				s.State = st
+				runCall(t, s, sip, nil)
+				lines := sip.lines()
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case strings.Contains(lines, "Finish answered"):
+					outcomes["answered"]++
+				case strings.Contains(lines, "Finish congestion 486"):
+					outcomes["congestion"]++
+				default:
+					outcomes[lines]++
+				}
+			}()
+		}
+		wg.Wait()
+		if outcomes["answered"] != 2 || outcomes["congestion"] != 3 {
+			t.Errorf("outcomes %v, want 2 answered and 3 congestion", outcomes)
+		}
+		if !st.idle() {
+			t.Errorf("State not idle after every call")
+		}
+		if n, _ := st.Answered("support", "uri:sip:a@x"); n != 1 {
+			t.Errorf("a answered %d calls; round robin should have given each member one", n)
+		}
+	})
+}

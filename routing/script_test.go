@@ -17,19 +17,34 @@ package routing
 //
 //	group NAME [strategy=linear] [timeout=0] [member_timeout=15s] [retry_delay=0]
 //	      [repeats=0] [enabled=true] [answered_elsewhere=true] [follow_forward=true]
-//	      [caller_id=MODE:NAME]
-//	member uri=URI|user=NAME|group=NAME [timeout=D] [delay=D]    (adds to the last group)
+//	      [caller_id=MODE:NAME] [ring_in_use=true] [max_calls=0] [distribute_evenly=false]
+//	member uri=URI|user=NAME|group=NAME [timeout=D] [delay=D] [weight=N]   (adds to the last group)
 //	fallback noanswer|busy|closed|congestion=reject:CODE|uri:URI|user:NAME|group:NAME [timeout=D]
+//	permissions [allow=GLOB,...] [deny=GLOB,...]              (the last group)
+//	schedule ZONE "DAYS HH:MM-HH:MM"... [closed=DATE,...]     (the last group)
 //	contacts USER URI...                                      (the Directory)
-//	caller URI [display="NAME"]
+//	caller URI [display="NAME"] [user=NAME]
 //
-// `reset` forgets the config, the directory, the caller and the call, so one
-// file can hold several scenarios.
+// `reload` starts a new config (the groups that follow) while calls, the
+// directory and the State stay, as SIGHUP does; `reloaded` then tells the
+// State, as sip does after a reload.
+//
+// `reset` forgets the config, the directory, the caller, the calls and the
+// shared State, so one file can hold several scenarios. Every call of a
+// scenario shares one State, as the calls of one server do.
+//
+// Several calls can be up at once: `call` parks the current one and starts
+// another at the current call's time; `switch NAME` makes a parked one
+// current again. Only the current call moves; once there are two, every
+// line says which call it is about.
 //
 // Call commands print a timeline: time since the call started, then "<-"
 // and the event fed in, or an action the Call returned.
 //
-//	call GROUP              Start at 0s
+//	call GROUP [as=NAME]    Start (at 0s for the first call; names call1, call2, ...)
+//	switch NAME             make that call the current one
+//	trace on|off            print what Setup.Trace is told, as "~ kind: text"
+//	state                   print the shared State: calls per group, members in use, memory
 //	run [until=D]           Tick at every deadline (up to D), as a Runner would
 //	at D EVENT              run until D, then Step EVENT at D; EVENT is one of
 //	                        ringing LEG | answer LEG | fail LEG CODE [CONTACT...] |
@@ -47,6 +62,7 @@ import (
 	"bufio"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -166,12 +182,26 @@ type harness struct {
 	cfg    *config.Config
 	dir    fakeDir
 	caller Party
+	state  *State
 	call   *Call
 	now    time.Time
 	auto   bool
+	trace  bool
 	check  *checker
 	finish *Record
 	out    strings.Builder
+
+	name   string              // of the current call
+	parked map[string]callSlot // the other calls
+	calls  int                 // started since reset
+}
+
+// callSlot is a call not current in the harness.
+type callSlot struct {
+	call   *Call
+	now    time.Time
+	check  *checker
+	finish *Record
 }
 
 func newHarness() *harness {
@@ -179,7 +209,26 @@ func newHarness() *harness {
 		cfg:    &config.Config{},
 		dir:    fakeDir{},
 		caller: Party{URI: "sip:caller@198.51.100.7"},
+		state:  NewState(),
+		parked: map[string]callSlot{},
 	}
+}
+
+func (h *harness) park() {
+	if h.call != nil {
+		h.parked[h.name] = callSlot{call: h.call, now: h.now, check: h.check, finish: h.finish}
+	}
+}
+
+func (h *harness) unpark(name string) error {
+	sl, ok := h.parked[name]
+	if !ok {
+		return fmt.Errorf("no call %q", name)
+	}
+	h.park()
+	delete(h.parked, name)
+	h.name, h.call, h.now, h.check, h.finish = name, sl.call, sl.now, sl.check, sl.finish
+	return nil
 }
 
 // fakeDir is a Directory from a map.
@@ -215,13 +264,50 @@ func (h *harness) exec(line string) error {
 		if len(args) != 1 {
 			return fmt.Errorf("caller URI [display=NAME]")
 		}
-		h.caller = Party{URI: args[0], Display: kv["display"]}
+		h.caller = Party{URI: args[0], Display: kv["display"], User: kv["user"]}
+		return nil
+	case "permissions":
+		g, err := h.lastGroup()
+		if err != nil {
+			return err
+		}
+		split := func(v string) []string {
+			if v == "" {
+				return []string{}
+			}
+			return strings.Split(v, ",")
+		}
+		if v, ok := kv["allow"]; ok {
+			g.Permissions.Allow = split(v)
+		}
+		if v, ok := kv["deny"]; ok {
+			g.Permissions.Deny = split(v)
+		}
+		return nil
+	case "schedule":
+		return h.schedule(args, kv)
+	case "switch":
+		if len(args) != 1 {
+			return fmt.Errorf("switch NAME")
+		}
+		return h.unpark(args[0])
+	case "trace":
+		h.trace = len(args) == 0 || args[0] == "on"
+		return nil
+	case "state":
+		h.printState()
 		return nil
 	case "reset":
 		*h = *newHarness()
 		return nil
+	case "reload":
+		h.cfg = &config.Config{}
+		return nil
+	case "reloaded":
+		h.state.Reload(h.cfg)
+		return nil
 	case "call":
-		return h.start(args)
+		return h.start(args, kv)
 	case "run":
 		until := time.Duration(-1)
 		if s, ok := kv["until"]; ok {
@@ -307,6 +393,7 @@ func (h *harness) group(args []string, kv map[string]string) error {
 		MemberTimeout:     15 * time.Second,
 		AnsweredElsewhere: true,
 		FollowForward:     true,
+		RingInUse:         true,
 	}
 	for k, v := range kv {
 		var err error
@@ -330,6 +417,12 @@ func (h *harness) group(args []string, kv map[string]string) error {
 		case "caller_id":
 			mode, name, _ := strings.Cut(v, ":")
 			g.CallerID = config.CallerID{Mode: mode, Name: name}
+		case "ring_in_use":
+			g.RingInUse, err = strconv.ParseBool(v)
+		case "max_calls":
+			g.MaxCalls, err = strconv.Atoi(v)
+		case "distribute_evenly":
+			g.DistributeEvenly, err = strconv.ParseBool(v)
 		default:
 			return fmt.Errorf("unknown group key %q", k)
 		}
@@ -347,6 +440,11 @@ func (h *harness) member(kv map[string]string) error {
 		return err
 	}
 	m := config.Member{URI: kv["uri"], User: kv["user"], Group: kv["group"], Weight: 1}
+	if w, ok := kv["weight"]; ok {
+		if m.Weight, err = strconv.Atoi(w); err != nil {
+			return fmt.Errorf("weight: %v", err)
+		}
+	}
 	for k, p := range map[string]*time.Duration{"timeout": &m.Timeout, "delay": &m.Delay} {
 		if s, ok := kv[k]; ok {
 			if *p, err = time.ParseDuration(s); err != nil {
@@ -406,9 +504,60 @@ func (h *harness) fallback(kv map[string]string) error {
 	return nil
 }
 
-func (h *harness) start(args []string) error {
+// schedule sets the last group's schedule by loading it as config does,
+// so the harness cannot read one differently from Load.
+func (h *harness) schedule(args []string, kv map[string]string) error {
+	g, err := h.lastGroup()
+	if err != nil {
+		return err
+	}
+	if len(args) < 1 {
+		return fmt.Errorf("schedule ZONE RANGE... [closed=DATE,...]")
+	}
+	var y strings.Builder
+	fmt.Fprintf(&y, "groups:\n  - name: x\n    extension: \"1\"\n    members: [{uri: \"sip:x@x\"}]\n    schedule:\n      timezone: %s\n      open: [", args[0])
+	for i, r := range args[1:] {
+		if i > 0 {
+			y.WriteString(", ")
+		}
+		fmt.Fprintf(&y, "%q", r)
+	}
+	y.WriteString("]\n")
+	if v, ok := kv["closed"]; ok {
+		fmt.Fprintf(&y, "      closed_dates: [%s]\n", v)
+	}
+	c, err := config.Parse("schedule", []byte(y.String()))
+	if err != nil {
+		return err
+	}
+	g.Schedule = c.Groups[0].Schedule
+	return nil
+}
+
+func (h *harness) printState() {
+	st := h.state
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for _, name := range slices.Sorted(maps.Keys(st.groups)) {
+		gs := st.groups[name]
+		fmt.Fprintf(&h.out, "group %s: calls=%d last=%q\n", name, gs.calls, gs.last)
+		for _, k := range slices.Sorted(maps.Keys(gs.members)) {
+			ms := gs.members[k]
+			last := "-"
+			if !ms.lastCall.IsZero() {
+				last = rel(ms.lastCall)
+			}
+			fmt.Fprintf(&h.out, "  %s answered=%d last_call=%s\n", k, ms.answered, last)
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(st.inUse)) {
+		fmt.Fprintf(&h.out, "in use: %s (%d)\n", id, st.inUse[id])
+	}
+}
+
+func (h *harness) start(args []string, kv map[string]string) error {
 	if len(args) != 1 {
-		return fmt.Errorf("call GROUP")
+		return fmt.Errorf("call GROUP [as=NAME]")
 	}
 	var g *config.Group
 	for _, x := range h.cfg.Groups {
@@ -419,17 +568,34 @@ func (h *harness) start(args []string) error {
 	if g == nil {
 		return fmt.Errorf("no group %q", args[0])
 	}
+	h.calls++
+	name := kv["as"]
+	if name == "" {
+		name = fmt.Sprintf("call%d", h.calls)
+	}
+	at := t0
+	if h.call != nil {
+		at = h.now
+	}
+	h.park()
+	h.name, h.finish = name, nil
 	s := Setup{
-		CallID:    "call-1@test",
+		CallID:    fmt.Sprintf("call-%d@test", h.calls),
 		Config:    h.cfg,
 		Group:     g,
 		Dialled:   g.Name,
 		Caller:    h.caller,
 		Directory: h.dir,
+		State:     h.state,
+		Trace: func(ev TraceEvent) {
+			if h.trace {
+				fmt.Fprintf(&h.out, "%-7s %s~ %s %s: %s\n", rel(ev.At), h.prefix(), ev.Group, ev.Kind, ev.Text)
+			}
+		},
 	}
-	h.now = t0
+	h.now = at
 	h.check = newChecker()
-	c, acts := Start(t0, s)
+	c, acts := Start(at, s)
 	h.call = c
 	return h.emit(acts)
 }
@@ -520,7 +686,15 @@ func (h *harness) over() error {
 	return nil
 }
 
-func (h *harness) line(s string) { fmt.Fprintf(&h.out, "%-7s %s\n", rel(h.now), s) }
+func (h *harness) line(s string) { fmt.Fprintf(&h.out, "%-7s %s%s\n", rel(h.now), h.prefix(), s) }
+
+// prefix names the current call once a scenario has more than one.
+func (h *harness) prefix() string {
+	if h.calls < 2 {
+		return ""
+	}
+	return "[" + h.name + "] "
+}
 
 // rel renders a time as seconds since t0, to the millisecond.
 func rel(t time.Time) string { return secs(t.Sub(t0)) }
@@ -828,7 +1002,7 @@ func (k *checker) action(a Action) error {
 			return fmt.Errorf("outcome %s with answer %v", r.Outcome, r.Answer)
 		}
 		if !slices.Contains([]string{OutcomeAnswered, OutcomeNoAnswer, OutcomeBusy, OutcomeCancelled,
-			OutcomeClosed, OutcomeFailed}, r.Outcome) {
+			OutcomeClosed, OutcomeFailed, OutcomeCongestion, OutcomeDenied}, r.Outcome) {
 			return fmt.Errorf("outcome %q", r.Outcome)
 		}
 		if len(r.Legs) != int(k.next-1) {
