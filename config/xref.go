@@ -48,6 +48,7 @@ type xref struct {
 	tls           *fields
 	media         *fields
 	infos         []*groupInfo
+	nestCycle     map[string]bool // groups on a nesting cycle (an error): no nesting lint
 }
 
 func (x *xref) claim(num, owner, path string, n *yaml.Node) {
@@ -80,7 +81,7 @@ func (l *loader) defineGroup(name, path string, n *yaml.Node) {
 func (l *loader) crossCheck(c *Config) {
 	l.references()
 	l.numbers(c)
-	l.cycles(l.x.memberEdges, "nesting cycle", "a group cannot contain itself, even through other groups")
+	l.x.nestCycle = l.cycles(l.x.memberEdges, "nesting cycle", "a group cannot contain itself, even through other groups")
 	cyclic := l.cycles(l.x.fallbackEdges, "fallback cycle", "a call would go round forever")
 	l.chains(cyclic)
 	l.relayOnly(c)
@@ -372,60 +373,6 @@ func (l *loader) tlsCheck(c *Config) {
 	}
 	if len(missing) > 0 {
 		l.errorf(first.node, first.path, "tls:// needs %s (tls: {cert: FILE, key: FILE})", strings.Join(missing, " and "))
-	}
-}
-
-// timing warns about settings that cannot do what they seem to say. It
-// skips groups with errors, whose values may be defaults standing in for
-// what the operator meant.
-func (l *loader) timing() {
-	for _, gi := range l.x.infos {
-		if gi.bad {
-			continue
-		}
-		g, f := gi.g, gi.f
-		if len(g.Members) == 0 {
-			l.warnf(f.pos("members"), f.at("members"), "group %q has no members; every call goes to fallback.noanswer", g.Name)
-		}
-		// Prefer the position of the setting the operator wrote.
-		either := func(a, b string) (*yaml.Node, string) {
-			if f.has(a) || !f.has(b) {
-				return f.pos(a), f.at(a)
-			}
-			return f.pos(b), f.at(b)
-		}
-		if g.Timeout > 0 {
-			if !g.DistributeEvenly && g.MemberTimeout >= g.Timeout {
-				n, p := either("member_timeout", "timeout")
-				l.warnf(n, p, "member_timeout %s is not shorter than timeout %s, so the group timeout cuts the first attempt short and no later attempt rings", human(g.MemberTimeout), human(g.Timeout))
-			}
-			if g.RetryDelay >= g.Timeout && len(g.Members) > 0 {
-				n, p := either("retry_delay", "timeout")
-				l.warnf(n, p, "retry_delay %s is not shorter than timeout %s, so no second attempt can start", human(g.RetryDelay), human(g.Timeout))
-			}
-			if g.Repeats > 0 {
-				l.warnf(f.pos("repeats"), f.at("repeats"), "repeats only counts when timeout is 0; with timeout %s passes repeat until it expires", human(g.Timeout))
-			}
-		} else if g.DistributeEvenly {
-			n, p := either("distribute_evenly", "timeout")
-			l.warnf(n, p, "distribute_evenly divides timeout among the members, but timeout is 0 (no limit)")
-		}
-		for i, m := range g.Members {
-			mf := gi.members[i]
-			if g.Timeout > 0 && m.Timeout >= g.Timeout {
-				l.warnf(mf.pos("timeout"), mf.at("timeout"), "%s is not shorter than the group timeout %s, which cuts it short", human(m.Timeout), human(g.Timeout))
-			}
-			if m.Delay == 0 {
-				continue
-			}
-			if g.Timeout > 0 && m.Delay >= g.Timeout {
-				l.warnf(mf.pos("delay"), mf.at("delay"), "%s is not shorter than the group timeout %s, so this member never rings", human(m.Delay), human(g.Timeout))
-				continue
-			}
-			if ring := g.RingTime(m); (m.Timeout > 0 || !g.DistributeEvenly) && m.Delay >= ring {
-				l.warnf(mf.pos("delay"), mf.at("delay"), "%s is not shorter than the member's ring time %s (counted from the start of its attempt), so it never rings", human(m.Delay), human(ring))
-			}
-		}
 	}
 }
 
