@@ -19,6 +19,7 @@ func (s *Server) routes() {
 	s.srv.OnBye(s.guard(s.onBye))
 	s.srv.OnCancel(s.guard(s.onUnmatchedCancel))
 	s.srv.OnOptions(s.guard(s.onOptions))
+	s.srv.OnRegister(s.guard(s.onRegister))
 	s.srv.OnUpdate(s.guard(s.onInDialog))
 	s.srv.OnInfo(s.guard(s.onInDialog))
 	s.srv.OnNoRoute(s.guard(s.onOther))
@@ -106,22 +107,32 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		reject(404, "domain not served")
 		return
 	}
+	user := ""
 	if !s.trusted(cfg, req) {
-		// Until the registrar can challenge, only trunks may call in.
-		reject(403, "source is not a trunk")
-		return
+		// Not a trunk: a configured user proving who it is, or nobody.
+		// Nothing is rung for a caller that is neither (no open relay).
+		var r authResult
+		if user, r = s.authenticate(cfg, req, tx, log); r != authOK {
+			return
+		}
 	}
-	g := cfg.GroupByNumber(req.Recipient.User)
+	num := req.Recipient.User
+	g := cfg.GroupByNumber(num)
 	if g == nil {
-		reject(404, "no group has this number")
+		if u := cfg.UserByExtension(num); u != nil {
+			g = userGroup(u)
+		}
+	}
+	if g == nil {
+		reject(404, "no group or user has this number")
 		return
 	}
-	s.startCall(cfg, g, req, tx, tag, log.With(zap.String("group", g.Name)))
+	s.startCall(cfg, g, req, tx, tag, user, log.With(zap.String("group", g.Name)))
 }
 
 // startCall runs one call and blocks until the caller has its final
 // response.
-func (s *Server) startCall(cfg *config.Config, g *config.Group, req *sipmsg.Request, tx sipmsg.ServerTransaction, tag string, log *zap.Logger) {
+func (s *Server) startCall(cfg *config.Config, g *config.Group, req *sipmsg.Request, tx sipmsg.ServerTransaction, tag, user string, log *zap.Logger) {
 	c := &call{s: s, log: log, cfg: cfg, group: g, legs: map[routing.LegID]*uac{}}
 	c.a = newUAS(c, req, tx, tag)
 	if s.pool != nil {
@@ -133,13 +144,21 @@ func (s *Server) startCall(cfg *config.Config, g *config.Group, req *sipmsg.Requ
 		}
 		c.m = m
 	}
+	party := callerParty(req)
+	if user != "" {
+		// The caller is who it proved to be, not what its From says: that
+		// identity is what permissions and the CDR see.
+		party.User = user
+		party.URI = "sip:" + user + "@" + cfg.Realm
+	}
 	c.runner = routing.NewRunner(routing.Setup{
-		CallID:  c.a.callID,
-		Config:  cfg,
-		Group:   g,
-		Dialled: req.Recipient.User,
-		Caller:  callerParty(req),
-		Rand:    s.newRand(),
+		CallID:    c.a.callID,
+		Config:    cfg,
+		Group:     g,
+		Dialled:   req.Recipient.User,
+		Caller:    party,
+		Directory: s,
+		Rand:      s.newRand(),
 	}, s.clock, c, s.log) // the runner adds call_id and group itself
 	s.dialogs.add(c.a.callID, tag, dialogRef{call: c})
 	if !tx.OnCancel(func(*sipmsg.Request) { c.a.onCancel() }) {

@@ -7,12 +7,12 @@ import (
 )
 
 // allowed is what we answer to OPTIONS and put in Allow.
-const allowed = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO"
+const allowed = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REGISTER"
 
 // knownMethods are methods RFC-defined that we recognise but do not
 // handle: they get 405 with Allow, anything else 501 (RFC 3261 §8.2.1).
 var knownMethods = map[sipmsg.RequestMethod]bool{
-	sipmsg.REGISTER: true, sipmsg.SUBSCRIBE: true, sipmsg.NOTIFY: true,
+	sipmsg.SUBSCRIBE: true, sipmsg.NOTIFY: true,
 	sipmsg.MESSAGE: true, sipmsg.PUBLISH: true, sipmsg.REFER: true, sipmsg.PRACK: true,
 }
 
@@ -101,12 +101,16 @@ func reasonPhrase(code int) string {
 		return "OK"
 	case 400:
 		return "Bad Request"
+	case 401:
+		return "Unauthorized"
 	case 403:
 		return "Forbidden"
 	case 404:
 		return "Not Found"
 	case 405:
 		return "Method Not Allowed"
+	case 407:
+		return "Proxy Authentication Required"
 	case 408:
 		return "Request Timeout"
 	case 410:
@@ -117,6 +121,8 @@ func reasonPhrase(code int) string {
 		return "Unsupported URI Scheme"
 	case 420:
 		return "Bad Extension"
+	case 423:
+		return "Interval Too Brief"
 	case 480:
 		return "Temporarily Unavailable"
 	case 481:

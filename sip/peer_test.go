@@ -33,7 +33,14 @@ type peer struct {
 
 func newPeer(t *testing.T, name string) *peer {
 	t.Helper()
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	return newPeerAt(t, name, net.IPv4(127, 0, 0, 1))
+}
+
+// newPeerAt is a peer on another loopback address: 127.0.0.1 is the test
+// configs' trunk, anything else is a phone that must authenticate.
+func newPeerAt(t *testing.T, name string, ip net.IP) *peer {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +71,9 @@ func newPeer(t *testing.T, name string) *peer {
 
 func (p *peer) port() int { return p.conn.LocalAddr().(*net.UDPAddr).Port }
 
-func (p *peer) uri(user string) string { return fmt.Sprintf("sip:%s@127.0.0.1:%d", user, p.port()) }
+func (p *peer) ip() string { return p.conn.LocalAddr().(*net.UDPAddr).IP.String() }
+
+func (p *peer) uri(user string) string { return fmt.Sprintf("sip:%s@%s:%d", user, p.ip(), p.port()) }
 
 // send writes a message; "\n" become CRLF and Content-Length is filled in.
 func (p *peer) send(msg string) {
@@ -156,7 +165,7 @@ func (p *peer) reply(req *sipmsg.Request, code int, totag string, body string) *
 		res.To().Params.Add("tag", totag)
 	}
 	if code >= 180 && code < 300 {
-		res.AppendHeader(sipmsg.NewHeader("Contact", fmt.Sprintf("<sip:%s@127.0.0.1:%d>", p.name, p.port())))
+		res.AppendHeader(sipmsg.NewHeader("Contact", fmt.Sprintf("<sip:%s@%s:%d>", p.name, p.ip(), p.port())))
 	}
 	if body != "" {
 		res.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
@@ -171,7 +180,7 @@ func (p *peer) ackFor(res *sipmsg.Response) {
 	p.t.Helper()
 	ct := res.Contact()
 	p.send(fmt.Sprintf(`ACK %s SIP/2.0
-Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-ack-%s
+Via: SIP/2.0/UDP `+p.ip()+`:%d;branch=z9hG4bK-ack-%s
 From: %s
 To: %s
 Call-ID: %s
@@ -189,13 +198,13 @@ func (p *peer) invite(number string) string {
 	p.t.Helper()
 	cid := "test-" + sipmsg.GenerateTagN(10)
 	p.send(fmt.Sprintf(`INVITE sip:%s@127.0.0.1:%d SIP/2.0
-Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-%s
-From: "Alice" <sip:+15551234@127.0.0.1:%d>;tag=caller1
+Via: SIP/2.0/UDP `+p.ip()+`:%d;branch=z9hG4bK-%s
+From: "Alice" <sip:+15551234@`+p.ip()+`:%d>;tag=caller1
 To: <sip:%s@127.0.0.1:%d>
 Call-ID: %s
 CSeq: 1 INVITE
 Max-Forwards: 70
-Contact: <sip:caller@127.0.0.1:%d>
+Contact: <sip:caller@`+p.ip()+`:%d>
 Content-Type: application/sdp
 
 %s`, number, p.to.Port, p.port(), cid, p.port(), number, p.to.Port, cid, p.port(), sdp))

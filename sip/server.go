@@ -31,6 +31,7 @@ import (
 
 	"github.com/ringroute/ringroute/config"
 	"github.com/ringroute/ringroute/media"
+	"github.com/ringroute/ringroute/registrar"
 	"github.com/ringroute/ringroute/routing"
 )
 
@@ -95,7 +96,12 @@ type Server struct {
 	counters struct {
 		poolExhausted  atomic.Uint64
 		recordFailures atomic.Uint64
+		authFailures   atomic.Uint64
+		authBlocked    atomic.Uint64
 	}
+	reg     *registrar.Registrar
+	auth    *registrar.Auth
+	limiter *registrar.FailureLimiter
 }
 
 // New builds a Server for cfg; Start binds it.
@@ -123,6 +129,15 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		s.seed = rand.Uint64()
 	}
 	s.cfg.Store(cfg)
+	s.reg = registrar.New(registrar.Options{
+		MinExpires: cfg.Registrar.MinExpires,
+		MaxExpires: cfg.Registrar.MaxExpires,
+		StateFile:  cfg.Registrar.StateFile,
+		Now:        s.clock.Now,
+		OnError:    func(err error) { s.log.Error("registrar state file", zap.Error(err)) },
+	})
+	s.auth = registrar.NewAuth(registrar.AuthOptions{Now: s.clock.Now})
+	s.limiter = registrar.NewFailureLimiter(cfg.Limits.AuthFailuresPerSource, registrar.LimiterOptions{Now: s.clock.Now})
 	s.dialogs.m = map[string]dialogRef{}
 	s.recent.init(s.clock)
 
@@ -163,12 +178,26 @@ func (s *Server) Config() *config.Config { return s.cfg.Load() }
 
 // SetConfig makes cfg the snapshot for new calls; calls in progress keep
 // theirs.
-func (s *Server) SetConfig(cfg *config.Config) { s.cfg.Store(cfg) }
+func (s *Server) SetConfig(cfg *config.Config) {
+	s.cfg.Store(cfg)
+	if n := s.reg.Reload(registrar.UserNames(cfg.Users), cfg.Registrar.MinExpires, cfg.Registrar.MaxExpires); n > 0 {
+		s.log.Info("reload removed the bindings of users no longer configured", zap.Int("bindings", n))
+	}
+	s.limiter.SetLimit(cfg.Limits.AuthFailuresPerSource)
+}
 
 // Start binds every `listen` address of the config and serves on it.
 // Port 0 binds a free port; Addr tells which.
 func (s *Server) Start() error {
 	cfg := s.Config()
+	if n, err := s.reg.Load(registrar.UserNames(cfg.Users)); err != nil {
+		s.log.Warn("registrations not restored", zap.String("state_file", cfg.Registrar.StateFile), zap.Error(err))
+	} else if n > 0 {
+		s.log.Info("registrations restored", zap.Int("bindings", n))
+	}
+	sweep, stopSweep := context.WithCancel(context.Background())
+	s.spawn(func() { s.reg.Run(sweep, 10*time.Second) })
+	s.spawn(func() { <-s.closing; stopSweep() })
 	if cfg.Media.Relay() {
 		p, err := media.NewPool(cfg.Media.Address, cfg.Media.PortMin, cfg.Media.PortMax)
 		if err != nil {
@@ -386,7 +415,11 @@ func (s *Server) Close() error {
 	s.closers = nil
 	s.listening.Wait()
 	s.recent.close()
-	return s.ua.Close()
+	err := s.ua.Close()
+	if rerr := s.reg.Close(); rerr != nil {
+		s.log.Error("registrar state file", zap.Error(rerr))
+	}
+	return err
 }
 
 // spawn runs f on a goroutine that Close waits for.

@@ -431,10 +431,19 @@ Max-Forwards: 70
 Contact: <sip:x@127.0.0.2:%d>
 
 `, caller.to.Port, stranger.port(), stranger.port()))
-	stranger.response(403, wait)
+	// Not a trunk: it must prove it is a user (digest, RFC 8760).
+	chal := stranger.response(407, wait)
+	if len(chal.GetHeaders("Proxy-Authenticate")) == 0 {
+		t.Errorf("407 without Proxy-Authenticate")
+	}
 
 	m.quiet("INVITE", isReq(sipmsg.INVITE), 200*time.Millisecond)
-	recs := cdrs.wait(t, 3)
+	// 404 and 483 are refused calls; a digest challenge is not (the
+	// caller retries with credentials).
+	recs := cdrs.wait(t, 2)
+	if len(recs) != 2 {
+		t.Errorf("%d CDRs, want 2", len(recs))
+	}
 	for _, r := range recs {
 		if r.Outcome != routing.OutcomeRejected {
 			t.Errorf("refused call CDR outcome %q", r.Outcome)

@@ -1,0 +1,284 @@
+package sip
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	sipmsg "github.com/emiago/sipgo/sip"
+	"github.com/icholy/digest"
+)
+
+const phoneConfig = `
+listen: [udp://127.0.0.1:%UDP%]
+realm: test.example
+media: {mode: direct}
+admin: {listen: ""}
+cdr: {path: ""}
+registrar: {state_file: %STATE%, min_expires: 60s, max_expires: 1h}
+trunks: [{name: local, from: [127.0.0.1/32]}]
+users:
+  - {name: alice, password: s3cret, extension: "1001"}
+  - {name: bob, password: hunter2}
+groups:
+  - name: sales
+    extension: "600"
+    strategy: all
+    timeout: 3s
+    member_timeout: 2s
+    retry_delay: 0s
+    members: [{user: alice}]
+`
+
+func phoneServer(t *testing.T, state string, peers ...*peer) (*Server, *cdrRecorder) {
+	t.Helper()
+	if state == "" {
+		state = `""`
+	}
+	return startServer(t, strings.Replace(phoneConfig, "%STATE%", state, 1), peers...)
+}
+
+// digestHeader answers a challenge the way a phone does.
+func digestHeader(t *testing.T, challenge, method, uri, user, password string, nc int) string {
+	t.Helper()
+	chal, err := digest.ParseChallenge(challenge)
+	if err != nil {
+		t.Fatalf("challenge %q: %v", challenge, err)
+	}
+	cred, err := digest.Digest(chal, digest.Options{Method: method, URI: uri, Username: user, Password: password, Count: nc, Cnonce: "0a4f113b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cred.String()
+}
+
+// md5Challenge picks the MD5 challenge of a 401/407 (RFC 8760 puts
+// SHA-256 first; both must be there).
+func md5Challenge(t *testing.T, res *sipmsg.Response, name string) string {
+	t.Helper()
+	var md5, sha string
+	for _, h := range res.GetHeaders(name) {
+		switch {
+		case strings.Contains(h.Value(), "SHA-256"):
+			sha = h.Value()
+		case strings.Contains(h.Value(), "MD5") || !strings.Contains(h.Value(), "algorithm"):
+			md5 = h.Value()
+		}
+	}
+	if md5 == "" || sha == "" {
+		t.Fatalf("%d wants both SHA-256 and MD5 challenges, got %v", res.StatusCode, res.GetHeaders(name))
+	}
+	return md5
+}
+
+// register sends a REGISTER for user; auth is an Authorization value or "".
+func (p *peer) register(user string, cseq int, contact, expires, auth string) {
+	p.t.Helper()
+	extra := ""
+	if auth != "" {
+		extra = "Authorization: " + auth + "\n"
+	}
+	if expires != "" {
+		extra += "Expires: " + expires + "\n"
+	}
+	p.send(fmt.Sprintf(`REGISTER sip:127.0.0.1:%d SIP/2.0
+Via: SIP/2.0/UDP %s:%d;branch=z9hG4bK-reg-%s
+From: <sip:%s@test.example>;tag=r%s
+To: <sip:%s@test.example>
+Call-ID: reg-%s-%d@%s
+CSeq: %d REGISTER
+Max-Forwards: 70
+Contact: %s
+%s
+`, p.to.Port, p.ip(), p.port(), sipmsg.GenerateTagN(8), user, p.name, user, p.name, p.port(), p.ip(), cseq, contact, extra))
+}
+
+// login registers user from p with the password, answering the challenge.
+func (p *peer) login(user, password string, contact string) *sipmsg.Response {
+	p.t.Helper()
+	p.register(user, 1, contact, "", "")
+	chal := md5Challenge(p.t, p.response(401, wait), "WWW-Authenticate")
+	uri := fmt.Sprintf("sip:127.0.0.1:%d", p.to.Port)
+	p.register(user, 2, contact, "", digestHeader(p.t, chal, "REGISTER", uri, user, password, 1))
+	return p.next("REGISTER answer", func(m sipmsg.Message) bool {
+		r, ok := m.(*sipmsg.Response)
+		return ok && r.CSeq().MethodName == sipmsg.REGISTER && r.CSeq().SeqNo == 2
+	}, wait).(*sipmsg.Response)
+}
+
+// SPEC "Registrar": digest with a wrong password never gets 200; the right
+// one does and lists the binding with its expires.
+func TestRegisterWithDigest(t *testing.T) {
+	phone := newPeerAt(t, "alice1", net.IPv4(127, 0, 0, 2))
+	s, _ := phoneServer(t, "", phone)
+
+	contact := fmt.Sprintf("<sip:alice@%s:%d>", phone.ip(), phone.port())
+	phone.register("alice", 1, contact, "", "")
+	chal := md5Challenge(t, phone.response(401, wait), "WWW-Authenticate")
+	uri := fmt.Sprintf("sip:127.0.0.1:%d", phone.to.Port)
+	phone.register("alice", 2, contact, "", digestHeader(t, chal, "REGISTER", uri, "alice", "wrong", 1))
+	phone.response(403, wait)
+	if n := len(s.reg.Contacts("alice")); n != 0 {
+		t.Fatalf("%d bindings after a wrong password", n)
+	}
+	// Bob's password does not register alice.
+	phone.register("alice", 3, contact, "", digestHeader(t, chal, "REGISTER", uri, "bob", "hunter2", 1))
+	phone.response(403, wait)
+
+	ok := phone.login("alice", "s3cret", contact)
+	if ok.StatusCode != 200 {
+		t.Fatalf("REGISTER with the right password got %d", ok.StatusCode)
+	}
+	if ct := ok.GetHeader("Contact"); ct == nil || !strings.Contains(ct.Value(), "expires=3600") {
+		t.Errorf("200 Contact = %v, want the binding with expires=3600 (the default, capped at max_expires)", ct)
+	}
+	if n := len(s.reg.Contacts("alice")); n != 1 {
+		t.Fatalf("%d bindings after REGISTER", n)
+	}
+}
+
+// Expires below min_expires: 423 with Min-Expires (RFC 3261 §10.3).
+func TestRegisterIntervalTooBrief(t *testing.T) {
+	phone := newPeerAt(t, "alice1", net.IPv4(127, 0, 0, 2))
+	phoneServer(t, "", phone)
+	contact := fmt.Sprintf("<sip:alice@%s:%d>", phone.ip(), phone.port())
+	phone.register("alice", 1, contact, "30", "")
+	chal := md5Challenge(t, phone.response(401, wait), "WWW-Authenticate")
+	uri := fmt.Sprintf("sip:127.0.0.1:%d", phone.to.Port)
+	phone.register("alice", 2, contact, "30", digestHeader(t, chal, "REGISTER", uri, "alice", "s3cret", 1))
+	r := phone.response(423, wait)
+	if h := r.GetHeader("Min-Expires"); h == nil || h.Value() != "60" {
+		t.Errorf("423 Min-Expires = %v, want 60", h)
+	}
+}
+
+// SPEC "One call" 4: a user member rings every registered phone at once, at
+// the address its REGISTER came from (the Contact says a port nobody
+// listens on, as behind a NAT); the one that does not answer is
+// CANCELled. Unregistering with * stops the ringing.
+func TestUserMemberRingsEveryPhone(t *testing.T) {
+	caller := newPeer(t, "caller")
+	p1 := newPeerAt(t, "alice1", net.IPv4(127, 0, 0, 2))
+	p2 := newPeerAt(t, "alice2", net.IPv4(127, 0, 0, 3))
+	_, cdrs := phoneServer(t, "", caller, p1, p2)
+	if r := p1.login("alice", "s3cret", fmt.Sprintf("<sip:alice@%s:5999>", p1.ip())); r.StatusCode != 200 {
+		t.Fatalf("phone 1: %d", r.StatusCode)
+	}
+	if r := p2.login("alice", "s3cret", fmt.Sprintf("<sip:alice@%s:%d>", p2.ip(), p2.port())); r.StatusCode != 200 {
+		t.Fatalf("phone 2: %d", r.StatusCode)
+	}
+
+	caller.invite("600")
+	i1 := p1.request(sipmsg.INVITE, wait)
+	i2 := p2.request(sipmsg.INVITE, wait)
+	if !strings.Contains(i1.Recipient.String(), ":5999") {
+		t.Errorf("phone 1's INVITE is for %s, want its registered Contact", i1.Recipient.String())
+	}
+	p1.reply(i1, 180, "p1", "")
+	p2.reply(i2, 180, "p2", "")
+	p1.reply(i1, 200, "p1", sdp)
+	p1.request(sipmsg.ACK, wait)
+	c := p2.request(sipmsg.CANCEL, wait)
+	p2.reply(c, 200, "", "")
+	p2.reply(i2, 487, "p2", "")
+	ok := caller.response(200, wait)
+	caller.ackFor(ok)
+	caller.inDialogBye(ok, 2)
+	b := p1.request(sipmsg.BYE, wait)
+	p1.reply(b, 200, "", "")
+	if r := cdrs.wait(t, 1)[0]; r.AnsweredBy != "user:alice" {
+		t.Errorf("answered_by %q", r.AnsweredBy)
+	}
+
+	// * with Expires 0 removes every binding of alice: nothing rings.
+	uri := fmt.Sprintf("sip:127.0.0.1:%d", p2.to.Port)
+	p2.register("alice", 10, "*", "0", "")
+	chal := md5Challenge(t, p2.response(401, wait), "WWW-Authenticate")
+	p2.register("alice", 11, "*", "0", digestHeader(t, chal, "REGISTER", uri, "alice", "s3cret", 1))
+	if r := p2.response(200, wait); r.GetHeader("Contact") != nil {
+		t.Errorf("200 after * still lists bindings: %v", r.GetHeaders("Contact"))
+	}
+	caller.invite("600")
+	caller.response(480, wait)
+	p1.quiet("INVITE after unregister", isReq(sipmsg.INVITE), 200*time.Millisecond)
+	p2.quiet("INVITE after unregister", isReq(sipmsg.INVITE), 10*time.Millisecond)
+}
+
+// SPEC "One call" 1: a caller that is not a trunk is challenged with 407;
+// wrong credentials get 403; a user's right ones are routed, to a group or
+// to another user's extension.
+func TestAuthenticatedCaller(t *testing.T) {
+	phone := newPeerAt(t, "bob", net.IPv4(127, 0, 0, 2))
+	alice := newPeerAt(t, "alice1", net.IPv4(127, 0, 0, 3))
+	_, cdrs := phoneServer(t, "", phone, alice)
+	if r := alice.login("alice", "s3cret", fmt.Sprintf("<sip:alice@%s:%d>", alice.ip(), alice.port())); r.StatusCode != 200 {
+		t.Fatalf("alice: %d", r.StatusCode)
+	}
+
+	cid := phone.invite("1001") // alice's extension
+	chal := md5Challenge(t, phone.response(407, wait), "Proxy-Authenticate")
+	alice.quiet("INVITE before authentication", isReq(sipmsg.INVITE), 100*time.Millisecond)
+	uri := fmt.Sprintf("sip:1001@127.0.0.1:%d", phone.to.Port)
+	phone.inviteWith(cid, 2, "1001", "Proxy-Authorization: "+digestHeader(t, chal, "INVITE", uri, "bob", "wrong", 1))
+	phone.response(403, wait)
+	alice.quiet("INVITE after wrong credentials", isReq(sipmsg.INVITE), 100*time.Millisecond)
+
+	phone.inviteWith(cid, 3, "1001", "Proxy-Authorization: "+digestHeader(t, chal, "INVITE", uri, "bob", "hunter2", 2))
+	inv := alice.request(sipmsg.INVITE, wait)
+	alice.reply(inv, 486, "a", "")
+	phone.response(486, wait)
+	r := cdrs.wait(t, 1)[0]
+	if r.Caller != "sip:bob@test.example" || r.Group != "user:alice" {
+		t.Errorf("CDR caller %q group %q, want the authenticated user and the dialled user", r.Caller, r.Group)
+	}
+}
+
+// Bindings survive a restart (registrar.state_file).
+func TestRegistrationsSurviveRestart(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "registrations.json")
+	phone := newPeerAt(t, "alice1", net.IPv4(127, 0, 0, 2))
+	s1, _ := phoneServer(t, fmt.Sprintf("%q", state), phone)
+	if r := phone.login("alice", "s3cret", fmt.Sprintf("<sip:alice@%s:%d>", phone.ip(), phone.port())); r.StatusCode != 200 {
+		t.Fatalf("register: %d", r.StatusCode)
+	}
+	s1.Close()
+	s2, _ := phoneServer(t, fmt.Sprintf("%q", state))
+	if got := s2.Contacts("alice"); len(got) != 1 || got[0].Destination != fmt.Sprintf("%s:%d", phone.ip(), phone.port()) {
+		t.Fatalf("after restart alice has %+v", got)
+	}
+}
+
+// inviteWith re-sends an INVITE of the same call with a new CSeq and an
+// extra header (credentials).
+func (p *peer) inviteWith(cid string, cseq int, number, header string) {
+	p.t.Helper()
+	p.send(fmt.Sprintf(`INVITE sip:%s@127.0.0.1:%d SIP/2.0
+Via: SIP/2.0/UDP %s:%d;branch=z9hG4bK-%s
+From: "Bob" <sip:bob@%s:%d>;tag=caller1
+To: <sip:%s@127.0.0.1:%d>
+Call-ID: %s
+CSeq: %d INVITE
+Max-Forwards: 70
+Contact: <sip:bob@%s:%d>
+%s
+Content-Type: application/sdp
+
+%s`, number, p.to.Port, p.ip(), p.port(), sipmsg.GenerateTagN(8), p.ip(), p.port(), number, p.to.Port, cid, cseq, p.ip(), p.port(), header, sdp))
+}
+
+// inDialogBye hangs up the caller's side of ok.
+func (p *peer) inDialogBye(ok *sipmsg.Response, cseq int) {
+	p.t.Helper()
+	p.send(fmt.Sprintf(`BYE %s SIP/2.0
+Via: SIP/2.0/UDP %s:%d;branch=z9hG4bK-%s
+From: %s
+To: %s
+Call-ID: %s
+CSeq: %d BYE
+Max-Forwards: 70
+
+`, ok.Contact().Address.String(), p.ip(), p.port(), sipmsg.GenerateTagN(8), ok.From().Value(), ok.To().Value(), ok.CallID().Value(), cseq))
+}
