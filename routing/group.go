@@ -551,11 +551,14 @@ func (c *Call) ringTimeUp(r *ring) {
 // rung out.
 func (c *Call) nestedTimeUp(g *groupRun) {
 	why := CancelRingTimeout
+	r := g.parent
 	if g.ownEnd {
 		why = CancelGroupTimeout
 		c.trace(g.g.Name, TraceTimeout, fmt.Sprintf("group timeout %s of %s", short(g.g.Timeout), g.g.Name))
+		c.trace(g.g.Name, TraceGiveUp, "time ran out")
+	} else {
+		c.trace(g.g.Name, TraceGiveUp, fmt.Sprintf("its time as member %s of %s is up", r.run.members[r.member].key, r.run.g.Name))
 	}
-	r := g.parent
 	c.cancelRing(r, why)
 	r.result = resTimeout
 	c.ringEnded(r)

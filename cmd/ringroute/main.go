@@ -28,6 +28,8 @@ Usage:
   ringroute run -c FILE [--seed N]   run the daemon on the config FILE
   ringroute check -c FILE            validate FILE: every error with its file:line:col,
                                      then warnings; exit 1 on errors
+  ringroute explain -c FILE GROUP [--at TIME] [--busy m1,m2] [--calls N] [--seed N]
+                                     print the ring timeline a call to GROUP would get
   ringroute version                  print the version
   ringroute help                     print this text
 
@@ -57,6 +59,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args[1:], stdout, stderr)
 	case "check":
 		return cmdCheck(args[1:], stdout, stderr)
+	case "explain":
+		return cmdExplain(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "ringroute", versionString())
 		return 0
