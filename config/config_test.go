@@ -563,3 +563,47 @@ func TestServesDomainIPv6(t *testing.T) {
 		}
 	}
 }
+
+// caller_id modes on the display name members see.
+func TestCallerIDApply(t *testing.T) {
+	for _, tt := range []struct {
+		mode, name, display, want string
+	}{
+		{"prepend", "Support: ", "Ann", "Support: Ann"},
+		{"append", " (support)", "Ann", "Ann (support)"},
+		{"overwrite", "Support", "Ann", "Support"},
+		{"prepend", "Support: ", "", "Support: "},
+		{"overwrite", "Support", "", "Support"},
+		{"", "ignored", "Ann", "Ann"}, // no caller_id: unchanged
+	} {
+		if got := (CallerID{Mode: tt.mode, Name: tt.name}).Apply(tt.display); got != tt.want {
+			t.Errorf("CallerID{%s, %q}.Apply(%q) = %q, want %q", tt.mode, tt.name, tt.display, got, tt.want)
+		}
+	}
+}
+
+// EvenRingTime: distribute_evenly by strategy shape.
+func TestEvenRingTime(t *testing.T) {
+	s := time.Second
+	for _, tt := range []struct {
+		strategy string
+		n        int
+		span     time.Duration
+		pause    time.Duration
+		want     time.Duration
+	}{
+		{"linear", 3, 30 * s, 3 * s, 8 * s},                              // (30 - 2x3) / 3
+		{"memorized_round_robin", 5, 30 * s, s, 5200 * time.Millisecond}, // (30 - 4) / 5
+		{"linear", 7, 30 * s, 0, 4285 * time.Millisecond},                // rounded down to the ms
+		{"all", 3, 30 * s, 5 * s, 30 * s},                                // everyone rings the whole span
+		{"progressive", 3, 30 * s, 5 * s, 10 * s},                        // a member joins every span/n
+		{"linear", 3, 4 * s, 5 * s, 0},                                   // the pauses eat it all
+		{"linear", 0, 30 * s, 0, 0},
+		{"linear", 3, 0, 0, 0},
+	} {
+		g := &Group{Strategy: tt.strategy, RetryDelay: tt.pause}
+		if got := g.EvenRingTime(tt.n, tt.span); got != tt.want {
+			t.Errorf("%s n=%d span=%v pause=%v: %v, want %v", tt.strategy, tt.n, tt.span, tt.pause, got, tt.want)
+		}
+	}
+}

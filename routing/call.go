@@ -388,7 +388,7 @@ func (c *Call) win(l *leg) {
 	// reached through, so round robin, least_recent and fewest_calls of
 	// every group on the way see the answer.
 	for r := l.ring; r != nil && r.run != nil; r = r.run.parent {
-		c.winKeys = append(c.winKeys, memKey{group: r.run.g.Name, key: r.run.members[r.member].key})
+		c.winKeys = append(c.winKeys, memKey{group: r.run.g.Name, key: r.key})
 	}
 	c.s.State.answered(c.winKeys, c.now)
 	if c.grp != nil {

@@ -15,7 +15,8 @@ import (
 // contacts and, after a 3xx, legs that replace others); a {group: X}
 // member rings X's own run of attempts inside its time.
 type ring struct {
-	member int       // index into run.members; -1 for a fallback destination
+	member int       // index into run.members of its pass; -1 for a fallback destination
+	key    string    // that member's key: a late answer may come after the next pass is planned
 	run    *groupRun // whose attempt it is in; nil for a fallback destination
 	// group is the group the call entered (for a nested member, the
 	// outermost one): its follow_forward and answered_elsewhere apply to
@@ -349,7 +350,7 @@ func (c *Call) newRun(g *config.Group, parent *ring) *groupRun {
 	// when that is shorter.
 	p := parent.run
 	run.top = p.top
-	run.path = p.path + p.members[parent.member].key + "/"
+	run.path = p.path + parent.key + "/"
 	run.skipInUse = p.skipInUse || !g.RingInUse
 	run.seen = make(map[string]bool, len(p.seen)+1)
 	for k := range p.seen {
@@ -484,6 +485,7 @@ func (c *Call) startAttempt(g *groupRun) {
 		start := c.at.Add(r.After)
 		g.rings = append(g.rings, &ring{
 			member:  r.Member,
+			key:     m.key,
 			run:     g,
 			group:   g.top,
 			targets: m.targets,
@@ -500,11 +502,11 @@ func (c *Call) startAttempt(g *groupRun) {
 func (c *Call) startRing(r *ring) {
 	r.state = ringRinging
 	if g := r.run; g != nil {
-		c.s.State.tried(g.g.Name, g.members[r.member].key)
+		c.s.State.tried(g.g.Name, r.key)
 	}
 	if r.nested != nil {
 		r.sub = c.newRun(r.nested, r)
-		c.trace(r.nested.Name, TraceEnter, fmt.Sprintf("as member %s of %s until %s: %s", r.run.members[r.member].key, r.run.g.Name, c.rel(r.sub.end), describeGroup(r.nested)))
+		c.trace(r.nested.Name, TraceEnter, fmt.Sprintf("as member %s of %s until %s: %s", r.key, r.run.g.Name, c.rel(r.sub.end), describeGroup(r.nested)))
 		return // its first attempt is due now
 	}
 	// A target already ringing in this call (a member of two nested
@@ -557,7 +559,7 @@ func (c *Call) nestedTimeUp(g *groupRun) {
 		c.trace(g.g.Name, TraceTimeout, fmt.Sprintf("group timeout %s of %s", short(g.g.Timeout), g.g.Name))
 		c.trace(g.g.Name, TraceGiveUp, "time ran out")
 	} else {
-		c.trace(g.g.Name, TraceGiveUp, fmt.Sprintf("its time as member %s of %s is up", r.run.members[r.member].key, r.run.g.Name))
+		c.trace(g.g.Name, TraceGiveUp, fmt.Sprintf("its time as member %s of %s is up", r.key, r.run.g.Name))
 	}
 	c.cancelRing(r, why)
 	r.result = resTimeout
