@@ -158,6 +158,7 @@ func (s *Server) startCall(cfg *config.Config, g *config.Group, req *sipmsg.Requ
 		Dialled:   req.Recipient.User,
 		Caller:    party,
 		Directory: s,
+		State:     s.state,
 		Rand:      s.newRand(),
 	}, s.clock, c, s.log) // the runner adds call_id and group itself
 	s.dialogs.add(c.a.callID, tag, dialogRef{call: c})

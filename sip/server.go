@@ -99,6 +99,7 @@ type Server struct {
 		authFailures   atomic.Uint64
 		authBlocked    atomic.Uint64
 	}
+	state   *routing.State // what every call shares: round robin, in use, calls per group
 	reg     *registrar.Registrar
 	auth    *registrar.Auth
 	limiter *registrar.FailureLimiter
@@ -129,6 +130,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		s.seed = rand.Uint64()
 	}
 	s.cfg.Store(cfg)
+	s.state = routing.NewState()
 	s.reg = registrar.New(registrar.Options{
 		MinExpires: cfg.Registrar.MinExpires,
 		MaxExpires: cfg.Registrar.MaxExpires,
@@ -180,6 +182,7 @@ func (s *Server) Config() *config.Config { return s.cfg.Load() }
 // theirs.
 func (s *Server) SetConfig(cfg *config.Config) {
 	s.cfg.Store(cfg)
+	s.state.Reload(cfg)
 	if n := s.reg.Reload(registrar.UserNames(cfg.Users), cfg.Registrar.MinExpires, cfg.Registrar.MaxExpires); n > 0 {
 		s.log.Info("reload removed the bindings of users no longer configured", zap.Int("bindings", n))
 	}
