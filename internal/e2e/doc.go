@@ -11,6 +11,7 @@
 //	go test ./internal/e2e/ -v                     # the whole suite
 //	go test ./internal/e2e/ -run TestScenarioPairs # SIPp scenarios against each other, no daemon
 //	go test ./internal/e2e/ -run 'TestCalls/udp/parallel'
+//	go test ./internal/e2e/ -run TestMedia         # RTP through the relay, on the wire (needs root)
 //	RINGROUTE_E2E_LOAD=1 go test ./internal/e2e/ -run TestLoad -v
 //	RINGROUTE_E2E_KEEP=1 ...                        # keep logs, configs and CDRs
 //

@@ -58,6 +58,16 @@
 //     only the first, so counts are per wire message.
 //   - SIPp needs no terminal with -nostdin; its statistics screen still goes
 //     to stdout, which the harness writes to a file.
+//   - Media (media_test.go): <exec play_pcap_audio> sends from a raw
+//     socket, so SIPp must run as root; the UDP source port is the
+//     [media_port] last written on an m=audio line of a message the call
+//     sent (0 if none), the destination the c=/m= of the last SDP it
+//     received. Playback runs in its own thread and is cut off when the
+//     call ends. play_pcap_audio="[k]" takes a whole -key value.
+//     -rtp_echo sends whatever reaches -mp back to its source. The RTP
+//     counters are missing from the screen SIPp prints at exit (a stale
+//     line stands in their place), so the suite counts datagrams on the
+//     wire itself.
 //   - Exit codes: 0 all calls succeeded, 1 some failed, 99 no call was
 //     processed, 255 (-1) fatal or -timeout with -timeout_error, 254 (-2)
 //     could not bind.
@@ -630,6 +640,15 @@ type cdrRecord struct {
 	Fallback    string     `json:"fallback"`
 	Groups      []string   `json:"groups"`
 	Legs        []cdrLeg   `json:"legs"`
+	RTP         *cdrRTP    `json:"rtp"` // media mode relay
+}
+
+// cdrRTP is routing.RTPStats: packets (RTP and RTCP) the relay carried.
+type cdrRTP struct {
+	FromCaller uint64 `json:"from_caller"`
+	FromMember uint64 `json:"from_member"`
+	Dropped    uint64 `json:"dropped"`
+	NotRTP     uint64 `json:"not_rtp"`
 }
 
 type cdrLeg struct {
@@ -749,6 +768,10 @@ func newSipp(t testing.TB, dir string, spec sippSpec) *sipp {
 	return s
 }
 
+// mediaPort is the instance's -mp: its [media_port], where -rtp_echo
+// listens and the source port of the pcaps it plays.
+func (s *sipp) mediaPort() int { return s.port + 4 }
+
 // uri is the member URI ringroute should ring to reach this instance.
 func (s *sipp) uri(user string) string {
 	u := fmt.Sprintf("sip:%s@%s:%d", user, s.spec.ip, s.port)
@@ -774,7 +797,7 @@ func (s *sipp) args() []string {
 		"-i", sp.ip, "-bind_local",
 		"-p", strconv.Itoa(s.port),
 		"-cp", strconv.Itoa(s.port+1), "-ci", "127.0.0.1",
-		"-mp", strconv.Itoa(s.port+4), // RTP on mp and mp+2: both in the block
+		"-mp", strconv.Itoa(s.mediaPort()), // RTP on mp and mp+2: both in the block
 		"-m", strconv.Itoa(sp.calls),
 		"-d", strconv.FormatInt(sp.pause.Milliseconds(), 10),
 		"-nostdin",
