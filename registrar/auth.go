@@ -185,9 +185,15 @@ func (a *Auth) opaque(realm string) string {
 
 // Challenge returns the values for the WWW-Authenticate (401) or
 // Proxy-Authenticate (407) headers, one header per value, in this order:
-// SHA-256 first, then MD5 (RFC 8760 §2.4: clients take the first they
-// support), both qop="auth", the same fresh nonce and an opaque. stale is
-// true when answering AuthStale.
+// MD5 first, then SHA-256, both qop="auth", the same fresh nonce and an
+// opaque. stale is true when answering AuthStale.
+//
+// RFC 8760 §2.4 suggests the preferred algorithm first, and SHA-256 is
+// preferred; but SIPp 3.6 (the load tester operators use) and many
+// deployed phones only read the first challenge and only do MD5, and
+// fail outright when it is SHA-256. With MD5 first they work; a client
+// that prefers SHA-256 may still answer the second challenge (the RFC
+// leaves the choice to local policy), and Verify accepts either.
 //
 // user is who is expected to answer (the user Verify returned, else the
 // To user of a REGISTER or the From user of an INVITE; "" if unknown).
@@ -196,7 +202,7 @@ func (a *Auth) opaque(realm string) string {
 // or empty users get both, so the challenge does not reveal who exists.
 func (a *Auth) Challenge(realm string, stale bool, user string, lookup Lookup) []string {
 	nonce := a.newNonce(realm, a.now())
-	algs := []string{SHA256, MD5}
+	algs := []string{MD5, SHA256}
 	if user != "" && lookup != nil {
 		if pw, ha1, ok := lookup(user); ok && pw == "" && ha1 != "" {
 			algs = []string{MD5}

@@ -87,9 +87,9 @@ func TestChallenge(t *testing.T) {
 	a := newTestAuth(c)
 	ch := a.Challenge(realm, false, "", lookup)
 	if len(ch) != 2 {
-		t.Fatalf("challenges %q, want SHA-256 and MD5", ch)
+		t.Fatalf("challenges %q, want MD5 and SHA-256", ch)
 	}
-	for i, alg := range []string{"SHA-256", "MD5"} {
+	for i, alg := range []string{"MD5", "SHA-256"} { // MD5 first: see Challenge
 		v := ch[i]
 		for _, part := range []string{`Digest realm="` + realm + `"`, "algorithm=" + alg, `qop="auth"`, `opaque="`} {
 			if !strings.Contains(v, part) {

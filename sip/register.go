@@ -83,6 +83,11 @@ func (s *Server) authenticate(cfg *config.Config, req *sipmsg.Request, tx sipmsg
 		log.Warn("too many authentication failures; source blocked for a while", zap.Stringer("source", ip))
 	}
 	_ = s.respond(req, tx, 403, "Forbidden")
+	if req.IsInvite() {
+		// A refused call attempt is a CDR line (fraud shows up there); a
+		// challenge is not, nor is a source already blocked (a flood).
+		s.writeRejected(req, 403)
+	}
 	return "", authAnswered
 }
 
