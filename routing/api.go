@@ -128,6 +128,15 @@ type CallerAnswerFailed struct{}
 // Tick: the time returned by Call.Deadline has come.
 type Tick struct{}
 
+// PickedUp: a user dialled a pickup code for this call (SPEC "Registrar
+// and pickup"). If the call still rings, every ringing leg is CANCELled
+// as answered elsewhere and the picker is connected (ConnectPicker);
+// otherwise RefusePicker.
+type PickedUp struct {
+	By  string // the user who picks up
+	URI string // where the picker is, for the CDR
+}
+
 // MediaTimeout: no RTP came from either side of the answered call for
 // media.rtp_timeout (and it was not on hold). Both sides are hung up.
 type MediaTimeout struct{}
@@ -146,6 +155,7 @@ func (CallerAnswerFailed) isEvent() {}
 func (Tick) isEvent()               {}
 func (Shutdown) isEvent()           {}
 func (MediaTimeout) isEvent()       {}
+func (PickedUp) isEvent()           {}
 
 // Action is an output of Call.Start and Call.Step, carried out by an
 // Executor.
@@ -208,6 +218,15 @@ type RejectCaller struct{ Code int }
 // HangUpCaller: BYE the answered caller.
 type HangUpCaller struct{}
 
+// ConnectPicker: answer the caller with the picker of a PickedUp, who is
+// now leg Leg (it never had a StartLeg: sip holds the picker's own INVITE).
+// The leg then ends like any answered one: LegEnded, or HangUpLeg from us.
+type ConnectPicker struct{ Leg LegID }
+
+// RefusePicker: the PickedUp came too late (the call was answered or
+// over); the picker is refused (sip answers 404: nothing to pick up).
+type RefusePicker struct{}
+
 // Finish: the call is over and every leg it started has ended; Record is
 // its CDR, with every leg's final code. Emitted exactly once, as the last
 // action. Record.End is when the call ended for the caller, which may be a
@@ -222,6 +241,8 @@ func (AnswerCaller) isAction() {}
 func (RejectCaller) isAction() {}
 func (HangUpCaller) isAction() {}
 func (Finish) isAction()       {}
+func (ConnectPicker) isAction() {}
+func (RefusePicker) isAction()  {}
 
 // Outcomes of a call, as written to the CDR.
 const (

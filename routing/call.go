@@ -155,6 +155,8 @@ func (c *Call) Step(now time.Time, ev Event) []Action {
 		c.onAnswerFailed()
 	case Shutdown:
 		c.onShutdown()
+	case PickedUp:
+		c.onPickedUp(ev)
 	case MediaTimeout:
 		if c.phase == phaseAnswered {
 			c.note("no RTP for media.rtp_timeout")
@@ -409,6 +411,54 @@ func (c *Call) win(l *leg) {
 	}
 	// Rings not started yet never will: c.grp is gone, and with it every
 	// timer of the group.
+}
+
+// onPickedUp connects a picker to a call that still rings: the picker is
+// a leg of its own that answered, and every ringing leg is CANCELled as
+// answered elsewhere (RFC 3326), whatever answered_elsewhere says: the
+// call was answered elsewhere, by a colleague.
+func (c *Call) onPickedUp(ev PickedUp) {
+	if c.phase != phaseRinging {
+		c.emit(RefusePicker{})
+		return
+	}
+	group := ""
+	if c.grp != nil {
+		group = c.grp.g.Name
+	}
+	l := &leg{
+		id:     LegID(len(c.legs) + 1),
+		target: Target{URI: ev.URI, Group: group, Member: "pickup:user:" + ev.By},
+		ident:  "user:" + ev.By,
+		start:  c.now,
+		state:  legDone,
+		rec:    len(c.rec.Legs),
+	}
+	c.legs = append(c.legs, l)
+	c.rec.Legs = append(c.rec.Legs, LegRecord{Leg: l.id, Group: group, Member: l.target.Member, URI: ev.URI, Start: c.now, Code: 200, Reason: "picked up"})
+	c.setLeg(l, legAnswered)
+	c.winner = l
+	c.phase = phaseAnswered
+	if c.grp != nil {
+		endRun(c.grp)
+	}
+	c.grp, c.fb = nil, nil
+	at := c.now
+	c.rec.Answer = &at
+	c.rec.AnsweredBy = l.target.Member
+	c.rec.AnsweredAt = ev.URI
+	c.note("picked up by " + ev.By)
+	c.emit(ConnectPicker{Leg: l.id})
+	for _, o := range c.legs {
+		if o.state == legCalling {
+			c.setLeg(o, legCancelled)
+			o.ring.live--
+			lr := &c.rec.Legs[o.rec]
+			lr.RingMS = c.now.Sub(o.start).Milliseconds()
+			lr.Reason = "picked up elsewhere"
+			c.emit(CancelLeg{Leg: o.id, Reason: CancelAnsweredElsewhere, Elsewhere: true})
+		}
+	}
 }
 
 func (c *Call) onFailed(ev LegFailed) {

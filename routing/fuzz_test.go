@@ -192,7 +192,7 @@ func (fz *fuzzRun) random(op, arg, dt byte) {
 	legs := len(fz.call.legs)
 	l := LegID(int(arg) % (legs + 2)) // 0 and legs+1 are unknown
 	code := fuzzCodes[int(arg)%len(fuzzCodes)]
-	switch op % 12 {
+	switch op % 13 {
 	case 0:
 		fz.step(LegRinging{Leg: l, Code: 180})
 	case 1:
@@ -221,6 +221,8 @@ func (fz *fuzzRun) random(op, arg, dt byte) {
 		fz.step(Shutdown{})
 	case 11:
 		fz.step(MediaTimeout{})
+	case 12:
+		fz.step(PickedUp{By: "carol", URI: "sip:carol@phone"})
 	}
 }
 

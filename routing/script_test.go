@@ -743,6 +743,11 @@ func parseEvent(f []string) (Event, error) {
 		return Shutdown{}, nil
 	case "media-timeout":
 		return MediaTimeout{}, nil
+	case "pickup":
+		if len(f) < 2 {
+			return nil, fmt.Errorf("pickup USER")
+		}
+		return PickedUp{By: f[1], URI: "sip:" + f[1] + "@phone"}, nil
 	case "tick":
 		return Tick{}, nil
 	}
@@ -773,6 +778,8 @@ func formatEvent(ev Event) string {
 		return "Shutdown"
 	case MediaTimeout:
 		return "MediaTimeout"
+	case PickedUp:
+		return "PickedUp " + ev.By
 	case Tick:
 		return "Tick"
 	}
@@ -804,6 +811,10 @@ func formatAction(a Action) string {
 		return fmt.Sprintf("RejectCaller %d", a.Code)
 	case HangUpCaller:
 		return "HangUpCaller"
+	case ConnectPicker:
+		return fmt.Sprintf("ConnectPicker leg%d", a.Leg)
+	case RefusePicker:
+		return "RefusePicker"
 	case Finish:
 		return fmt.Sprintf("Finish %s %d", a.Record.Outcome, a.Record.Code)
 	}
@@ -980,6 +991,18 @@ func (k *checker) action(a Action) error {
 			return fmt.Errorf("second answer, or answer after reject")
 		}
 		k.answered = true
+	case ConnectPicker:
+		// The picker's leg starts answered, with the next ID.
+		if a.Leg != k.next {
+			return fmt.Errorf("picker leg ID %d, want %d", a.Leg, k.next)
+		}
+		if k.answered || k.rejected {
+			return fmt.Errorf("picker connected after answer or reject")
+		}
+		k.next++
+		k.started[a.Leg] = true
+		k.answered = true
+	case RefusePicker:
 	case RejectCaller:
 		if k.answered || k.rejected {
 			return fmt.Errorf("reject after answer or reject")

@@ -2,6 +2,7 @@ package sip
 
 import (
 	"sync"
+	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
 	"go.uber.org/zap"
@@ -27,9 +28,12 @@ type call struct {
 	legs map[routing.LegID]*uac
 
 	group *config.Group // the group dialled
+	start time.Time     // when the INVITE came, for pickup's "oldest ringing"
 
 	mu         sync.Mutex
-	winner     *uac // set by AnswerCaller; the other side of the bridge
+	winner     bridged // set by AnswerCaller or ConnectPicker; the other side of the bridge
+	picker     *picker // a pickup waiting for routing's ConnectPicker or RefusePicker
+	pickerLeg  routing.LegID
 	reinviting bool // an in-dialog INVITE is being relayed
 }
 
@@ -52,6 +56,8 @@ func (c *call) Execute(act routing.Action) {
 	case routing.HangUpLeg:
 		if l := c.legs[a.Leg]; l != nil {
 			l.hangUp()
+		} else if a.Leg == c.pickerLeg && c.pickerLeg != 0 {
+			c.winner.hangUp()
 		}
 	case routing.RingCaller:
 		if c.m != nil && c.m.ring(c.group) {
@@ -68,6 +74,10 @@ func (c *call) Execute(act routing.Action) {
 		c.winner = l
 		c.mu.Unlock()
 		c.a.answer(l)
+	case routing.ConnectPicker:
+		c.connectPicker(a.Leg)
+	case routing.RefusePicker:
+		c.refusePicker()
 	case routing.RejectCaller:
 		c.a.reject(a.Code)
 	case routing.HangUpCaller:
@@ -94,18 +104,31 @@ func (c *call) Execute(act routing.Action) {
 	}
 }
 
-// peer is the other side of the bridge for a dialog side, or nil when the
-// call is not (or no longer) bridged.
-func (c *call) peer(leg *uac) *dialog {
+// bridged is what a caller is connected to: the member leg that won, or a
+// colleague's own INVITE that picked the call up.
+type bridged interface {
+	peerDialog() *dialog
+	answerBody() ([]byte, string)     // its SDP for the caller's 200
+	ackAnswer(body []byte, ct string) // the caller's ACK body (delayed offer)
+	hangUp()
+	groupName() string // whose record settings apply
+}
+
+func (l *uac) peerDialog() *dialog { return &l.dialog }
+func (l *uac) groupName() string   { return l.t.Group }
+
+// peer is the other side of the bridge for the dialog r names, or nil when
+// the call is not (or no longer) bridged through it.
+func (c *call) peer(r dialogRef) *dialog {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.winner == nil {
 		return nil
 	}
-	if leg == nil {
-		return &c.winner.dialog
-	}
-	if leg == c.winner {
+	switch {
+	case r.leg == nil && r.pick == nil:
+		return c.winner.peerDialog()
+	case r.leg != nil && bridged(r.leg) == c.winner, r.pick != nil && bridged(r.pick) == c.winner:
 		return &c.a.dialog
 	}
 	return nil
@@ -119,6 +142,13 @@ func (c *call) cleanup() {
 	}
 	c.s.dialogs.remove(c.a.callID, c.a.localTag())
 	c.a.stop()
+	c.mu.Lock()
+	p := c.picker
+	c.mu.Unlock()
+	if p != nil {
+		c.s.dialogs.remove(p.u.callID, p.u.localTag())
+		p.u.stop()
+	}
 	c.s.live.calls.Add(-1)
 	c.s.calls.Done()
 }

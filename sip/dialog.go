@@ -99,7 +99,9 @@ func (d *dialog) checkRemoteCSeq(req *sipmsg.Request) bool {
 // dialogRef tells which side of which call a dialog belongs to.
 type dialogRef struct {
 	call *call
-	leg  *uac // nil: the caller side
+	leg  *uac    // a member leg
+	pick *picker // a colleague who picked the call up
+	// neither: the caller side
 }
 
 // dialogTable finds the call for in-dialog requests, keyed by Call-ID and

@@ -3,6 +3,7 @@ package sip
 import (
 	"net/netip"
 	"strings"
+	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
 	"go.uber.org/zap"
@@ -117,6 +118,10 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		}
 	}
 	num := req.Recipient.User
+	if isPickup(cfg, num) {
+		s.onPickup(cfg, req, tx, tag, user, log)
+		return
+	}
 	g := cfg.GroupByNumber(num)
 	if g == nil {
 		if u := cfg.UserByExtension(num); u != nil {
@@ -133,7 +138,7 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 // startCall runs one call and blocks until the caller has its final
 // response.
 func (s *Server) startCall(cfg *config.Config, g *config.Group, req *sipmsg.Request, tx sipmsg.ServerTransaction, tag, user string, log *zap.Logger) {
-	c := &call{s: s, log: log, cfg: cfg, group: g, legs: map[routing.LegID]*uac{}}
+	c := &call{s: s, log: log, cfg: cfg, group: g, start: time.Now(), legs: map[routing.LegID]*uac{}}
 	c.a = newUAS(c, req, tx, tag)
 	if s.pool != nil {
 		m, code := s.newCallMedia(c, req)
@@ -180,6 +185,16 @@ func (s *Server) startCall(cfg *config.Config, g *config.Group, req *sipmsg.Requ
 		// the caller is gone.
 		c.post(routing.CallerCancelled{})
 	}
+}
+
+// isPickup reports whether num is a pickup code: pickup.any, or
+// pickup.group_prefix followed by something ("" turns either off).
+func isPickup(cfg *config.Config, num string) bool {
+	if cfg.Pickup.Any != "" && num == cfg.Pickup.Any {
+		return true
+	}
+	p := cfg.Pickup.GroupPrefix
+	return p != "" && len(num) > len(p) && strings.HasPrefix(num, p) && cfg.GroupByNumber(num) == nil
 }
 
 // trusted reports whether the request comes from a trunk.
@@ -231,11 +246,14 @@ func (s *Server) onAck(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	if !ok {
 		return
 	}
-	if r.leg == nil {
+	switch {
+	case r.pick != nil:
+		r.pick.u.onAck(req)
+	case r.leg != nil:
+		r.leg.onAck(req)
+	default:
 		r.call.a.onAck(req)
-		return
 	}
-	r.leg.onAck(req)
 }
 
 // onBye ends the call from either side.
@@ -246,6 +264,13 @@ func (s *Server) onBye(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		return
 	}
 	_ = s.respond(req, tx, 200, "OK")
+	if p := r.pick; p != nil {
+		if p.u.onBye() {
+			r.call.log.Debug("picker hung up")
+			p.end()
+		}
+		return
+	}
 	if r.leg == nil {
 		a := r.call.a
 		if a.byeBeforeAnswer() {

@@ -144,7 +144,7 @@ func (m *callMedia) memberOffer() []byte {
 // one carrying SDP becomes the caller's early media: the caller gets 183
 // with our SDP and hears that member's ringback through the relay.
 func (m *callMedia) onProvisional(l *uac, res *sipmsg.Response) {
-	if res.StatusCode == 100 || !isSDP(res) || m.group(l).Ringback != "passthrough" {
+	if g := m.group(l); res.StatusCode == 100 || !isSDP(res) || (g != nil && g.Ringback != "passthrough") {
 		return
 	}
 	d, err := media.ParseSDP(res.Body())
@@ -222,7 +222,7 @@ func g711(d *media.Description) (uint8, bool) {
 
 // answer prepares the caller's 200 from the winner's 2xx: the relay is
 // pointed at the winner and bridged. It returns the body for the caller.
-func (m *callMedia) answer(l *uac, body []byte) ([]byte, error) {
+func (m *callMedia) answer(l bridged, body []byte) ([]byte, error) {
 	d, err := media.ParseSDP(body)
 	if err != nil {
 		return nil, fmt.Errorf("winner's SDP: %w", err)
@@ -248,11 +248,11 @@ func (m *callMedia) ackAnswer(body []byte) []byte {
 }
 
 // group is the config of the group a leg rings for.
-func (m *callMedia) group(l *uac) *config.Group {
+func (m *callMedia) group(l bridged) *config.Group {
 	if l == nil {
 		return nil
 	}
-	return m.c.cfg.Group(l.t.Group)
+	return m.c.cfg.Group(l.groupName())
 }
 
 func (m *callMedia) startRecording(g *config.Group) {

@@ -286,3 +286,111 @@ Max-Forwards: 70
 
 `, ok.Contact().Address.String(), p.ip(), p.port(), sipmsg.GenerateTagN(8), ok.From().Value(), ok.To().Value(), ok.CallID().Value(), cseq))
 }
+
+const pickupConfig = `
+listen: [udp://127.0.0.1:%UDP%]
+realm: test.example
+media: {mode: direct}
+admin: {listen: ""}
+cdr: {path: ""}
+registrar: {state_file: ""}
+trunks: [{name: local, from: [127.0.0.1/32]}]
+pickup: {any: "*8", group_prefix: "88"}
+users:
+  - {name: alice, password: s3cret, pickup_groups: [sales]}
+  - {name: bob, password: hunter2}
+groups:
+  - name: sales
+    extension: "600"
+    strategy: all
+    timeout: 10s
+    member_timeout: 10s
+    retry_delay: 0s
+    answered_elsewhere: false
+    members: [%MEMBERS%]
+`
+
+// dialAuth dials number from p as user, answering the 407.
+func (p *peer) dialAuth(number, user, password string) string {
+	p.t.Helper()
+	cid := p.invite(number)
+	chal := md5Challenge(p.t, p.response(407, wait), "Proxy-Authenticate")
+	uri := fmt.Sprintf("sip:%s@127.0.0.1:%d", number, p.to.Port)
+	p.inviteWith(cid, 2, number, "Proxy-Authorization: "+digestHeader(p.t, chal, "INVITE", uri, user, password, 1))
+	return cid
+}
+
+// SPEC "Registrar and pickup": *8 and 88<group> connect the picker to the
+// oldest call ringing in a group it may pick up; the members' legs are
+// CANCELled as answered elsewhere; others get 403 or 404.
+func TestPickup(t *testing.T) {
+	for _, code := range []string{"*8", "88sales"} {
+		t.Run(code, func(t *testing.T) {
+			caller, m1, m2 := newPeer(t, "caller"), newPeer(t, "m1"), newPeer(t, "m2")
+			alice := newPeerAt(t, "alice", net.IPv4(127, 0, 0, 2))
+			bob := newPeerAt(t, "bob", net.IPv4(127, 0, 0, 3))
+			cfg := strings.Replace(pickupConfig, "%MEMBERS%", fmt.Sprintf("{uri: %q}, {uri: %q}", m1.uri("m1"), m2.uri("m2")), 1)
+			_, cdrs := startServer(t, cfg, caller, m1, m2, alice, bob)
+
+			// Nothing rings yet: 404.
+			alice.dialAuth(code, "alice", "s3cret")
+			alice.response(404, wait)
+
+			caller.invite("600")
+			i1, i2 := m1.request(sipmsg.INVITE, wait), m2.request(sipmsg.INVITE, wait)
+			m1.reply(i1, 180, "t1", "")
+			m2.reply(i2, 180, "t2", "")
+			caller.response(180, wait)
+
+			// bob may not pick up sales.
+			bob.dialAuth("88sales", "bob", "hunter2")
+			bob.response(403, wait)
+
+			alice.dialAuth(code, "alice", "s3cret")
+			ok := alice.next("200 for the pickup", func(m sipmsg.Message) bool {
+				r, isRes := m.(*sipmsg.Response)
+				return isRes && r.StatusCode == 200 && r.CSeq().MethodName == sipmsg.INVITE
+			}, wait).(*sipmsg.Response)
+			if string(ok.Body()) != sdp {
+				t.Errorf("picker's 200 should carry the caller's offer, got %q", ok.Body())
+			}
+			alice.ackFor(ok)
+			for _, p := range []*peer{m1, m2} {
+				inv := i1
+				if p == m2 {
+					inv = i2
+				}
+				c := p.request(sipmsg.CANCEL, wait)
+				if r := c.GetHeader("Reason"); r == nil || !strings.Contains(r.Value(), "cause=200") {
+					t.Errorf("%s: CANCEL Reason %v, want answered elsewhere (even with answered_elsewhere: false: a colleague answered)", p.name, r)
+				}
+				p.reply(c, 200, "", "")
+				p.reply(inv, 487, "t", "")
+			}
+			cok := caller.response(200, wait)
+			if string(cok.Body()) != sdp {
+				t.Errorf("caller's 200 should carry the picker's offer, got %q", cok.Body())
+			}
+			caller.ackFor(cok)
+			// The picker hangs up: the caller gets BYE.
+			alice.inDialogBye(ok, 3)
+			alice.response(200, wait)
+			b := caller.request(sipmsg.BYE, wait)
+			caller.reply(b, 200, "", "")
+			var answered bool
+			// Two refused pickups (404, 403) and the picked-up call; the
+			// pickup that worked is part of the call it picked up.
+			for _, r := range cdrs.wait(t, 3) {
+				if r.Group == "sales" {
+					answered = true
+					if r.Outcome != "answered" || r.AnsweredBy != "pickup:user:alice" {
+						t.Errorf("CDR outcome %q answered_by %q", r.Outcome, r.AnsweredBy)
+					}
+				}
+			}
+			if !answered {
+				t.Error("no CDR for the picked-up call")
+			}
+		})
+	}
+}

@@ -65,14 +65,17 @@ func (s *Server) onInDialog(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		return
 	}
 	src := &r.call.a.dialog
-	if r.leg != nil {
+	switch {
+	case r.leg != nil:
 		src = &r.leg.dialog
+	case r.pick != nil:
+		src = &r.pick.u.dialog
 	}
 	if !src.checkRemoteCSeq(req) {
 		_ = s.respond(req, tx, 500, "Out of Order CSeq", sipmsg.NewHeader("Retry-After", "1"))
 		return
 	}
-	dst := r.call.peer(r.leg)
+	dst := r.call.peer(r)
 	if dst == nil {
 		// Not bridged: the caller is still ringing, or this is a losing leg.
 		switch req.Method {

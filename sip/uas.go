@@ -142,7 +142,7 @@ func (a *uas) reject(code int) {
 // answer sends 200 with the winner's answer and keeps sending it until the
 // caller ACKs (RFC 3261 §13.3.1.4); the transaction layer does not
 // retransmit 2xx.
-func (a *uas) answer(l *uac) {
+func (a *uas) answer(b bridged) {
 	a.mu.Lock()
 	if a.final {
 		// The caller's CANCEL crossed the winner's 2xx.
@@ -150,10 +150,10 @@ func (a *uas) answer(l *uac) {
 		a.c.post(routing.CallerAnswerFailed{})
 		return
 	}
-	body, ct := l.answerBody()
+	body, ct := b.answerBody()
 	if m := a.c.m; m != nil {
 		var err error
-		if body, err = m.answer(l, body); err != nil {
+		if body, err = m.answer(b, body); err != nil {
 			a.mu.Unlock()
 			a.c.log.Info("cannot relay the winner's media", zap.Error(err))
 			a.c.post(routing.CallerAnswerFailed{})
@@ -161,20 +161,42 @@ func (a *uas) answer(l *uac) {
 		}
 		ct = "application/sdp"
 	}
+	a.mu.Unlock()
+	a.ok(body, ct, func(ack *sipmsg.Request) {
+		// A delayed offer is answered in the caller's ACK; the winner
+		// waits for it in its own ACK.
+		body, ct := ack.Body(), contentType(ack)
+		if a.c.m != nil && isSDP(ack) {
+			body, ct = a.c.m.ackAnswer(body), "application/sdp"
+		}
+		b.ackAnswer(body, ct)
+	}, func() { a.c.post(routing.CallerAnswerFailed{}) })
+}
+
+// ok answers the INVITE with 200 and body, then waits for the ACK in the
+// background: onAck gets it; onFail runs when the 200 cannot be sent or is
+// never ACKed (the peer then also gets BYE, RFC 3261 §13.3.1.4).
+func (a *uas) ok(body []byte, ct string, onAck func(*sipmsg.Request), onFail func()) {
+	a.mu.Lock()
+	if a.final {
+		a.mu.Unlock()
+		onFail()
+		return
+	}
 	res := a.response(200, body, ct)
 	a.answered = true
 	err := a.tx.Respond(res)
 	a.markFinal()
 	a.mu.Unlock()
 	if err != nil {
-		a.c.log.Info("200 to caller failed", zap.Error(err))
-		a.c.post(routing.CallerAnswerFailed{})
+		a.c.log.Info("200 failed", zap.Error(err))
+		onFail()
 		return
 	}
-	a.c.s.spawn(func() { a.awaitAck(res, l) })
+	a.c.s.spawn(func() { a.awaitAck(res, onAck, onFail) })
 }
 
-func (a *uas) awaitAck(res *sipmsg.Response, l *uac) {
+func (a *uas) awaitAck(res *sipmsg.Response, onAck func(*sipmsg.Request), onFail func()) {
 	reliable := sipmsg.IsReliable(a.transport)
 	interval := sipmsg.T1
 	deadline := time.NewTimer(64 * sipmsg.T1)
@@ -187,13 +209,7 @@ func (a *uas) awaitAck(res *sipmsg.Response, l *uac) {
 			a.mu.Lock()
 			a.confirmed = true
 			a.mu.Unlock()
-			// A delayed offer is answered in the caller's ACK; the winner
-			// waits for it in its own ACK.
-			body, ct := ack.Body(), contentType(ack)
-			if a.c.m != nil && isSDP(ack) {
-				body, ct = a.c.m.ackAnswer(body), "application/sdp"
-			}
-			l.ackAnswer(body, ct)
+			onAck(ack)
 			return
 		case <-tick.C:
 			if !reliable {
@@ -209,9 +225,9 @@ func (a *uas) awaitAck(res *sipmsg.Response, l *uac) {
 		case <-deadline.C:
 			// RFC 3261 §13.3.1.4: no ACK for 64*T1 and the session SHOULD
 			// be ended with a BYE.
-			a.c.log.Info("caller never ACKed our 200; hanging up")
+			a.c.log.Info("no ACK for our 200; hanging up")
 			a.hangUp()
-			a.c.post(routing.CallerAnswerFailed{})
+			onFail()
 			return
 		case <-a.stopped:
 			return
