@@ -233,14 +233,14 @@ type RefusePicker struct{}
 // little earlier (cancelled legs answer their CANCEL afterwards).
 type Finish struct{ Record Record }
 
-func (StartLeg) isAction()     {}
-func (CancelLeg) isAction()    {}
-func (HangUpLeg) isAction()    {}
-func (RingCaller) isAction()   {}
-func (AnswerCaller) isAction() {}
-func (RejectCaller) isAction() {}
-func (HangUpCaller) isAction() {}
-func (Finish) isAction()       {}
+func (StartLeg) isAction()      {}
+func (CancelLeg) isAction()     {}
+func (HangUpLeg) isAction()     {}
+func (RingCaller) isAction()    {}
+func (AnswerCaller) isAction()  {}
+func (RejectCaller) isAction()  {}
+func (HangUpCaller) isAction()  {}
+func (Finish) isAction()        {}
 func (ConnectPicker) isAction() {}
 func (RefusePicker) isAction()  {}
 
