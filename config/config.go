@@ -32,6 +32,9 @@ type Config struct {
 	Advertise string   // address for Via/Contact/SDP; empty: the listen address
 	Domains   []string // request-URI hosts served, lower case; empty: any
 	Realm     string
+	// DigestAlgorithms are offered in digest challenges, most preferred
+	// first: "MD5", "SHA-256".
+	DigestAlgorithms []string
 
 	Media        Media
 	Admin        Admin

@@ -16,7 +16,7 @@ import (
 
 // The keys allowed at each level. Read-only.
 var (
-	topKeys       = []string{"listen", "tls", "advertise", "domains", "realm", "media", "admin", "drain_timeout", "registrar", "limits", "log", "cdr", "users", "trunks", "pickup", "groups"}
+	topKeys       = []string{"listen", "tls", "advertise", "domains", "realm", "digest_algorithms", "media", "admin", "drain_timeout", "registrar", "limits", "log", "cdr", "users", "trunks", "pickup", "groups"}
 	tlsKeys       = []string{"cert", "key"}
 	mediaKeys     = []string{"mode", "address", "ports", "rtp_timeout"}
 	adminKeys     = []string{"listen", "token"}
@@ -87,6 +87,11 @@ func defaults(file string) *Config {
 		File:   file,
 		Listen: []Listen{{"udp", netip.AddrPortFrom(lo, 5060)}, {"tcp", netip.AddrPortFrom(lo, 5060)}},
 		Realm:  "ringroute",
+		// MD5 alone: SIPp 3.6 and phones on older SIP stacks (baresip 1.0's
+		// libre among them) fail outright when any challenge names
+		// SHA-256. Asterisk and Kamailio default to MD5 for the same
+		// reason; SHA-256 (RFC 8760) is one line away.
+		DigestAlgorithms: []string{"MD5"},
 		Media: Media{
 			Mode:       "relay",
 			Address:    netip.IPv4Unspecified(),
@@ -146,6 +151,7 @@ func (l *loader) top(root *yaml.Node, c *Config) {
 			c.Realm = v.Value
 		}
 	}
+	l.digestAlgorithms(f, c)
 	l.media(f, c)
 	l.admin(f, c)
 	f.dur("drain_timeout", &c.DrainTimeout, false)
@@ -343,6 +349,38 @@ func (l *loader) domains(f *fields, c *Config) {
 		}
 		seen[h] = nodes[i]
 		c.Domains = append(c.Domains, h)
+	}
+}
+
+// digestAlgorithms reads the algorithms challenges offer, in order of
+// preference (RFC 8760 §2.4).
+func (l *loader) digestAlgorithms(f *fields, c *Config) {
+	vals, nodes, ok := f.strings("digest_algorithms")
+	if !ok {
+		return
+	}
+	if len(vals) == 0 {
+		l.errorf(f.pos("digest_algorithms"), "digest_algorithms", "is empty, so no phone could authenticate; leave it out for the default [MD5]")
+		return
+	}
+	var out []string
+	seen := map[string]bool{}
+	for i, v := range vals {
+		path := index("digest_algorithms", i)
+		a := strings.ToUpper(v)
+		if a != "MD5" && a != "SHA-256" {
+			l.errorf(nodes[i], path, "%q is not a digest algorithm ringroute offers; use MD5 or SHA-256", v)
+			continue
+		}
+		if seen[a] {
+			l.errorf(nodes[i], path, "%q is listed twice", v)
+			continue
+		}
+		seen[a] = true
+		out = append(out, a)
+	}
+	if len(out) > 0 {
+		c.DigestAlgorithms = out
 	}
 }
 

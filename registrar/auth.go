@@ -184,9 +184,10 @@ func (a *Auth) opaque(realm string) string {
 }
 
 // Challenge returns the values for the WWW-Authenticate (401) or
-// Proxy-Authenticate (407) headers, one header per value, in this order:
-// MD5 first, then SHA-256, both qop="auth", the same fresh nonce and an
-// opaque. stale is true when answering AuthStale.
+// Proxy-Authenticate (407) headers, one header per value: one per
+// algorithm of offer (most preferred first; none given: MD5, then
+// SHA-256), all qop="auth", the same fresh nonce and an opaque. stale is
+// true when answering AuthStale.
 //
 // RFC 8760 §2.4 suggests the preferred algorithm first, and SHA-256 is
 // preferred; but SIPp 3.6 (the load tester operators use) and many
@@ -200,9 +201,12 @@ func (a *Auth) opaque(realm string) string {
 // When lookup says that user has only an ha1, which is an MD5 hash, only
 // MD5 is offered, since a SHA-256 response could not be checked. Unknown
 // or empty users get both, so the challenge does not reveal who exists.
-func (a *Auth) Challenge(realm string, stale bool, user string, lookup Lookup) []string {
+func (a *Auth) Challenge(realm string, stale bool, user string, lookup Lookup, offer ...string) []string {
 	nonce := a.newNonce(realm, a.now())
-	algs := []string{MD5, SHA256}
+	if len(offer) == 0 {
+		offer = []string{MD5, SHA256}
+	}
+	algs := offer
 	if user != "" && lookup != nil {
 		if pw, ha1, ok := lookup(user); ok && pw == "" && ha1 != "" {
 			algs = []string{MD5}

@@ -71,7 +71,7 @@ func (s *Server) authenticate(cfg *config.Config, req *sipmsg.Request, tx sipmsg
 			hint = user
 		}
 		var hdrs []sipmsg.Header
-		for _, c := range s.auth.Challenge(cfg.Realm, stale, hint, lookup) {
+		for _, c := range s.auth.Challenge(cfg.Realm, stale, hint, lookup, cfg.DigestAlgorithms...) {
 			hdrs = append(hdrs, sipmsg.NewHeader(chalHdr, c))
 		}
 		_ = s.respond(req, tx, code, reasonPhrase(code), hdrs...)

@@ -55,24 +55,32 @@ func digestHeader(t *testing.T, challenge, method, uri, user, password string, n
 	return cred.String()
 }
 
-// md5Challenge picks the MD5 challenge of a 401/407; both MD5 and SHA-256
-// must be offered (RFC 8760), MD5 first (see registrar.Auth.Challenge).
+// challenges are the algorithms of a 401/407's challenges, in order, and
+// the challenge of each.
+func challenges(t *testing.T, res *sipmsg.Response, name string) ([]string, map[string]string) {
+	t.Helper()
+	var order []string
+	by := map[string]string{}
+	for _, h := range res.GetHeaders(name) {
+		c, err := digest.ParseChallenge(h.Value())
+		if err != nil {
+			t.Fatalf("%s %q: %v", name, h.Value(), err)
+		}
+		order = append(order, c.Algorithm)
+		by[c.Algorithm] = h.Value()
+	}
+	return order, by
+}
+
+// md5Challenge is the MD5 challenge of a 401/407 (the default
+// digest_algorithms offers only MD5).
 func md5Challenge(t *testing.T, res *sipmsg.Response, name string) string {
 	t.Helper()
-	var md5, sha string
-	for _, h := range res.GetHeaders(name) {
-		switch {
-		case strings.Contains(h.Value(), "SHA-256"):
-			sha = h.Value()
-		case strings.Contains(h.Value(), "MD5") || !strings.Contains(h.Value(), "algorithm"):
-			md5 = h.Value()
-		}
+	_, by := challenges(t, res, name)
+	if by["MD5"] == "" {
+		t.Fatalf("%d has no MD5 challenge: %v", res.StatusCode, res.GetHeaders(name))
 	}
-	hs := res.GetHeaders(name)
-	if md5 == "" || sha == "" || !strings.Contains(hs[0].Value(), "MD5") {
-		t.Fatalf("%d wants an MD5 then a SHA-256 challenge, got %v", res.StatusCode, hs)
-	}
-	return md5
+	return by["MD5"]
 }
 
 // register sends a REGISTER for user; auth is an Authorization value or "".
@@ -138,6 +146,37 @@ func TestRegisterWithDigest(t *testing.T) {
 	}
 	if n := len(s.reg.Contacts("alice")); n != 1 {
 		t.Fatalf("%d bindings after REGISTER", n)
+	}
+}
+
+// RFC 8760: with digest_algorithms [SHA-256, MD5] the challenge offers both,
+// SHA-256 first, and a SHA-256 response registers; by default only MD5 is
+// offered (old SIP stacks fail on a SHA-256 challenge).
+func TestRegisterSHA256(t *testing.T) {
+	phone := newPeerAt(t, "alice1", net.IPv4(127, 0, 0, 2))
+	cfg := strings.Replace(strings.Replace(phoneConfig, "%STATE%", `""`, 1), "realm: test.example", "realm: test.example\ndigest_algorithms: [SHA-256, MD5]", 1)
+	s, _ := startServer(t, cfg, phone)
+	contact := fmt.Sprintf("<sip:alice@%s:%d>", phone.ip(), phone.port())
+	phone.register("alice", 1, contact, "", "")
+	order, by := challenges(t, phone.response(401, wait), "WWW-Authenticate")
+	if strings.Join(order, ",") != "SHA-256,MD5" {
+		t.Fatalf("challenges %v, want SHA-256 then MD5", order)
+	}
+	uri := fmt.Sprintf("sip:127.0.0.1:%d", phone.to.Port)
+	phone.register("alice", 2, contact, "", digestHeader(t, by["SHA-256"], "REGISTER", uri, "alice", "s3cret", 1))
+	phone.response(200, wait)
+	if n := len(s.reg.Contacts("alice")); n != 1 {
+		t.Fatalf("%d bindings", n)
+	}
+}
+
+// The default: MD5 only.
+func TestDefaultDigestIsMD5(t *testing.T) {
+	phone := newPeerAt(t, "alice1", net.IPv4(127, 0, 0, 2))
+	phoneServer(t, "", phone)
+	phone.register("alice", 1, fmt.Sprintf("<sip:alice@%s:%d>", phone.ip(), phone.port()), "", "")
+	if order, _ := challenges(t, phone.response(401, wait), "WWW-Authenticate"); strings.Join(order, ",") != "MD5" {
+		t.Fatalf("default challenges %v, want MD5 only", order)
 	}
 }
 
