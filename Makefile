@@ -46,7 +46,7 @@ bench: ## benchmarks: the RTP relay (bench/media); numbers in bench/results/, ta
 	@mkdir -p bench/results
 	$(GO) run ./bench/media -out bench/results/media.json
 
-deps: ## install sipp (Debian package sip-tester) when it is missing
+deps: ## install sipp (sip-tester) and baresip (baresip-core) when missing
 	@scripts/deps.sh
 
 clean: ## remove build output
