@@ -87,6 +87,7 @@ const (
 	TraceTimeout  = "timeout"  // a group timeout expired
 	TraceGiveUp   = "giveup"   // a group (or nested group) stops ringing; Text says why
 	TraceFallback = "fallback" // a fallback is taken
+	TraceSkip     = "skip"     // a member is left out of a pass; Text says who and why
 )
 
 // Event is an input to Call.Step.

@@ -824,7 +824,10 @@ func (c *Call) fallbackFailed(code int) {
 func (c *Call) resolve(g *groupRun) ([]member, int) {
 	var out []member
 	inUse := 0
-	skip := func(key, why string) { c.note(fmt.Sprintf("group %s: %s skipped: %s", g.g.Name, key, why)) }
+	skip := func(key, why string) {
+		c.note(fmt.Sprintf("group %s: %s skipped: %s", g.g.Name, key, why))
+		c.trace(g.g.Name, TraceSkip, key+": "+why)
+	}
 	for i, m := range g.g.Members {
 		key := m.Key()
 		if g.g.RingTime(m) <= 0 && !(g.g.DistributeEvenly && g.span > 0) {

@@ -30,10 +30,13 @@ type call struct {
 	group *config.Group // the group dialled
 	start time.Time     // when the INVITE came, for pickup's "oldest ringing"
 
-	mu         sync.Mutex
-	winner     bridged // set by AnswerCaller or ConnectPicker; the other side of the bridge
-	picker     *picker // a pickup waiting for routing's ConnectPicker or RefusePicker
-	pickerLeg  routing.LegID
+	mu        sync.Mutex
+	winner    bridged // set by AnswerCaller or ConnectPicker; the other side of the bridge
+	picker    *picker // a pickup waiting for routing's ConnectPicker or RefusePicker
+	pickerLeg routing.LegID
+	legOrder  []*uac // every leg started, for the status API
+
+	decisions  decisions
 	reinviting bool // an in-dialog INVITE is being relayed
 }
 
@@ -47,6 +50,9 @@ func (c *call) Execute(act routing.Action) {
 	case routing.StartLeg:
 		l := c.newLeg(a)
 		c.legs[a.Leg] = l
+		c.mu.Lock()
+		c.legOrder = append(c.legOrder, l)
+		c.mu.Unlock()
 		c.s.live.legs.Add(1)
 		c.s.spawn(l.run)
 	case routing.CancelLeg:
@@ -96,9 +102,7 @@ func (c *call) Execute(act routing.Action) {
 				NotRTP:     st.NotRTP,
 			}
 		}
-		if c.s.cdr != nil {
-			c.s.cdr.Write(a.Record)
-		}
+		c.s.record(a.Record)
 	default:
 		c.log.Error("unknown routing action", zap.Any("action", act))
 	}

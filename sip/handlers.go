@@ -164,6 +164,7 @@ func (s *Server) startCall(cfg *config.Config, g *config.Group, req *sipmsg.Requ
 		Caller:    party,
 		Directory: s,
 		State:     s.state,
+		Trace:     c.trace,
 		Rand:      s.newRand(),
 	}, s.clock, c, s.log) // the runner adds call_id and group itself
 	s.dialogs.add(c.a.callID, tag, dialogRef{call: c})
@@ -222,11 +223,8 @@ func unsupported(req *sipmsg.Request) string {
 
 // writeRejected writes the CDR of a call refused before routing.
 func (s *Server) writeRejected(req *sipmsg.Request, code int) {
-	if s.cdr == nil {
-		return
-	}
 	now := s.clock.Now()
-	s.cdr.Write(routing.Record{
+	s.record(routing.Record{
 		CallID:  req.CallID().Value(),
 		Caller:  callerParty(req).URI,
 		Dialled: req.Recipient.User,

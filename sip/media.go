@@ -81,6 +81,7 @@ func (s *Server) newCallMedia(c *call, req *sipmsg.Request) (*callMedia, int) {
 	if err != nil {
 		c.log.Warn("cannot relay media; refusing the call", zap.Error(err))
 		s.counters.poolExhausted.Add(1)
+		s.metrics.PortPoolExhausted()
 		return nil, 503
 	}
 	m.sess = sess
@@ -261,11 +262,13 @@ func (m *callMedia) startRecording(g *config.Group) {
 	if err := os.MkdirAll(g.Record.Dir, 0o750); err != nil {
 		m.c.log.Warn("recording not started", zap.Error(err))
 		m.c.s.counters.recordFailures.Add(1)
+		m.c.s.metrics.RecordingFailed()
 		return
 	}
 	if err := m.sess.Record(path); err != nil {
 		m.c.log.Warn("recording not started", zap.Error(err))
 		m.c.s.counters.recordFailures.Add(1)
+		m.c.s.metrics.RecordingFailed()
 		return
 	}
 	m.mu.Lock()

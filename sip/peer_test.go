@@ -215,6 +215,12 @@ Content-Type: application/sdp
 // loopback port, and returns it with the caller peer pointed at it.
 func startServer(t *testing.T, cfgText string, peers ...*peer) (*Server, *cdrRecorder) {
 	t.Helper()
+	return startServerWith(t, cfgText, Options{}, peers...)
+}
+
+// startServerWith is startServer with options (Log and CDR are set here).
+func startServerWith(t *testing.T, cfgText string, opts Options, peers ...*peer) (*Server, *cdrRecorder) {
+	t.Helper()
 	port := freeUDPPort(t)
 	cfgText = strings.ReplaceAll(cfgText, "%UDP%", fmt.Sprint(port))
 	cfg, err := config.Parse("test.yaml", []byte(cfgText))
@@ -223,7 +229,9 @@ func startServer(t *testing.T, cfgText string, peers ...*peer) (*Server, *cdrRec
 	}
 	rec := &cdrRecorder{}
 	baseline := runtime.NumGoroutine()
-	s, err := New(cfg, Options{Log: zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)), CDR: rec})
+	opts.Log = zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))
+	opts.CDR = rec
+	s, err := New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,6 +46,7 @@ func (s *Server) authenticate(cfg *config.Config, req *sipmsg.Request, tx sipmsg
 	ip := src.Addr()
 	if !s.limiter.Allow(ip) {
 		s.counters.authBlocked.Add(1)
+		s.metrics.AuthFailed(true)
 		_ = s.respond(req, tx, 403, "Forbidden")
 		return "", authAnswered
 	}
@@ -78,6 +79,7 @@ func (s *Server) authenticate(cfg *config.Config, req *sipmsg.Request, tx sipmsg
 		return "", authAnswered
 	}
 	s.counters.authFailures.Add(1)
+	s.metrics.AuthFailed(false)
 	log.Info("authentication failed", zap.String("source", req.Source()), zap.String("user", user), zap.Error(err))
 	if s.limiter.Fail(ip) {
 		log.Warn("too many authentication failures; source blocked for a while", zap.Stringer("source", ip))

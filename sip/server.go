@@ -31,9 +31,19 @@ import (
 
 	"github.com/ringroute/ringroute/config"
 	"github.com/ringroute/ringroute/media"
+	"github.com/ringroute/ringroute/metrics"
 	"github.com/ringroute/ringroute/registrar"
 	"github.com/ringroute/ringroute/routing"
 )
+
+// record is where every finished call's CDR goes: the CDR file and the
+// metrics.
+func (s *Server) record(r routing.Record) {
+	if s.cdr != nil {
+		s.cdr.Write(r)
+	}
+	s.metrics.CallFinished(r)
+}
 
 // CDRWriter receives one record per finished call.
 type CDRWriter interface {
@@ -50,6 +60,8 @@ type Options struct {
 	Seed uint64
 	// Version goes into User-Agent and Server headers.
 	Version string
+	// Metrics receives what happens; nil: none.
+	Metrics *metrics.Metrics
 }
 
 // Server is one running SIP endpoint: its listeners, its clients and every
@@ -58,6 +70,7 @@ type Server struct {
 	log     *zap.Logger
 	cfg     atomic.Pointer[config.Config]
 	cdr     CDRWriter
+	metrics *metrics.Metrics
 	clock   routing.Clock
 	seed    uint64
 	callSeq atomic.Uint64
@@ -85,7 +98,7 @@ type Server struct {
 	draining atomic.Bool
 	calls    sync.WaitGroup
 	active   sync.Map // *call -> struct{}: calls whose runner is still running
-	live     struct{ calls, legs atomic.Int64 }
+	live     struct{ calls, legs, ringing atomic.Int64 }
 	pool     *media.Pool // nil in media mode direct
 	// closing is closed when Close starts: every goroutine of ours that
 	// waits on the network returns without writing again, and bg counts
@@ -113,6 +126,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	s := &Server{
 		log:     opts.Log,
 		cdr:     opts.CDR,
+		metrics: opts.Metrics,
 		clock:   opts.Clock,
 		seed:    opts.Seed,
 		agent:   "ringroute",
@@ -366,6 +380,23 @@ func (s *Server) Addr(transport string) (netip.AddrPort, bool) {
 // Drain stops taking new calls: INVITEs get 503 with Retry-After. Calls in
 // progress go on.
 func (s *Server) Drain() { s.draining.Store(true) }
+
+// Gauges are what /metrics reads at scrape time.
+func (s *Server) Gauges() metrics.Gauges {
+	return metrics.Gauges{
+		ActiveCalls:   func() float64 { return float64(s.live.calls.Load()) },
+		RingingLegs:   func() float64 { return float64(s.live.ringing.Load()) },
+		Registrations: func() float64 { return float64(s.reg.Count()) },
+		PortsInUse:    func() float64 { n, _ := s.MediaPorts(); return float64(n) },
+		PortsTotal:    func() float64 { _, n := s.MediaPorts(); return float64(n) },
+		Draining: func() float64 {
+			if s.Draining() {
+				return 1
+			}
+			return 0
+		},
+	}
+}
 
 // Abort ends every call in progress: ringing calls are refused with 503,
 // answered ones hung up on both sides. It is the end of a drain that timed

@@ -34,8 +34,9 @@ type uac struct {
 	t   routing.Target
 	log *zap.Logger
 
-	inv  *sipmsg.Request
-	wake chan struct{}
+	inv    *sipmsg.Request
+	wake   chan struct{}
+	status legState
 
 	mu            sync.Mutex
 	tx            sipmsg.ClientTransaction
@@ -139,6 +140,16 @@ func (l *uac) run() {
 		return
 	}
 	l.inv = inv
+	l.status.set("calling", 0)
+	l.c.s.live.ringing.Add(1)
+	ringing := true
+	stopRinging := func() {
+		if ringing {
+			ringing = false
+			l.c.s.live.ringing.Add(-1)
+		}
+	}
+	defer stopRinging()
 	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
 	tx, err := client.TransactionRequest(ctx, inv)
 	cancel()
@@ -177,6 +188,7 @@ func (l *uac) run() {
 					giveUp = time.After(64 * sipmsg.T1)
 				}
 				if res.StatusCode > 100 {
+					l.status.set("ringing", res.StatusCode)
 					if l.c.m != nil {
 						l.c.m.onProvisional(l, res)
 					}
@@ -312,6 +324,7 @@ func (l *uac) answer(res *sipmsg.Response) {
 	if !delayed {
 		l.sendAck(nil, "")
 	}
+	l.status.set("answered", res.StatusCode)
 	l.c.post(routing.LegAnswered{Leg: l.id})
 }
 
@@ -427,6 +440,8 @@ func (l *uac) end() {
 	l.c.s.dialogs.remove(l.callID, l.localTag())
 	l.c.s.recent.add(l.callID)
 	l.c.s.live.legs.Add(-1)
+	_, code := l.status.get()
+	l.status.set("ended", code)
 	l.c.post(routing.LegEnded{Leg: l.id})
 }
 
@@ -443,6 +458,7 @@ func (l *uac) fail(code int, contacts []string) {
 		l.c.s.recent.add(l.callID)
 	}
 	l.c.s.live.legs.Add(-1)
+	l.status.set("ended", code)
 	l.c.post(routing.LegFailed{Leg: l.id, Code: code, Contacts: contacts})
 }
 

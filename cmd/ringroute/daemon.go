@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"reflect"
+	"sync"
 	"syscall"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/ringroute/ringroute/admin"
 	"github.com/ringroute/ringroute/cdr"
 	"github.com/ringroute/ringroute/config"
+	"github.com/ringroute/ringroute/metrics"
 	"github.com/ringroute/ringroute/sip"
 )
 
@@ -59,18 +62,22 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if cdrw != nil {
 		opts.CDR = cdrw
 	}
+	m := metrics.New()
+	opts.Metrics = m
 	srv, err := sip.New(cfg, opts)
 	if err != nil {
 		log.Error("cannot start", zap.Error(err))
 		return 1
 	}
+	m.Watch(srv.Gauges())
 	if err := srv.Start(); err != nil {
 		log.Error("cannot start", zap.Error(err))
 		return 1
 	}
+	rl := &reloader{file: *file, srv: srv, log: log, metrics: m}
 	var adm *admin.Server
 	if cfg.Admin.Listen != "" {
-		adm, err = admin.New(cfg.Admin.Listen, cfg.Admin.Token, srv, srv)
+		adm, err = admin.New(cfg.Admin.Listen, cfg.Admin.Token, srv, rl.reload, m.Registry)
 		if err != nil {
 			log.Error("cannot start admin", zap.Error(err))
 			srv.Close()
@@ -95,7 +102,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	defer signal.Stop(sigs)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			reload(*file, srv, log)
+			_, _ = rl.reload()
 			continue
 		}
 		log.Info("draining: new calls get 503", zap.Duration("drain_timeout", srv.Config().DrainTimeout))
@@ -129,18 +136,70 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// reload swaps in the config file if it is valid; a bad file changes
-// nothing.
-func reload(file string, srv *sip.Server, log *zap.Logger) {
-	cfg, err := config.Load(file)
-	if err != nil {
-		log.Error("reload failed; keeping the running config", zap.String("errors", err.Error()))
-		return
-	}
-	srv.SetConfig(cfg)
-	log.Info("config reloaded", zap.Int("groups", len(cfg.Groups)))
+// reloader is SIGHUP and POST /api/v1/reload: the same loader as `check`
+// and `run`; a file with any error changes nothing.
+type reloader struct {
+	mu      sync.Mutex // one reload at a time
+	file    string
+	srv     *sip.Server
+	log     *zap.Logger
+	metrics *metrics.Metrics
 }
 
+func (r *reloader) reload() ([]string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cfg, err := config.Load(r.file)
+	if err != nil {
+		r.metrics.Reloaded(false)
+		r.log.Error("reload refused; the running config stays", zap.String("file", r.file), zap.String("errors", err.Error()))
+		return nil, err
+	}
+	restart := restartNeeded(r.srv.Config(), cfg)
+	r.srv.SetConfig(cfg)
+	r.metrics.Reloaded(true)
+	for _, w := range cfg.Warnings {
+		r.log.Warn("config: " + w.String())
+	}
+	fields := []zap.Field{zap.Int("groups", len(cfg.Groups))}
+	if len(restart) > 0 {
+		fields = append(fields, zap.Strings("restart_needed", restart))
+		r.log.Warn("config reloaded; these settings take effect at the next restart", fields...)
+	} else {
+		r.log.Info("config reloaded", fields...)
+	}
+	return restart, nil
+}
+
+// restartNeeded lists the settings a reload took but the running process
+// cannot apply: sockets bound at start (listeners, the admin port, the
+// relay's address and ports), the logger and the CDR file.
+func restartNeeded(old, cur *config.Config) []string {
+	var out []string
+	if !reflect.DeepEqual(old.Listen, cur.Listen) || old.TLS != cur.TLS {
+		out = append(out, "listen")
+	}
+	if old.Advertise != cur.Advertise {
+		out = append(out, "advertise")
+	}
+	if old.Media.Mode != cur.Media.Mode || old.Media.Address != cur.Media.Address ||
+		old.Media.PortMin != cur.Media.PortMin || old.Media.PortMax != cur.Media.PortMax {
+		out = append(out, "media")
+	}
+	if old.Admin != cur.Admin {
+		out = append(out, "admin")
+	}
+	if old.Log != cur.Log {
+		out = append(out, "log")
+	}
+	if old.CDR != cur.CDR {
+		out = append(out, "cdr")
+	}
+	if old.Registrar.StateFile != cur.Registrar.StateFile {
+		out = append(out, "registrar.state_file")
+	}
+	return out
+}
 func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
 	lvl, err := zapcore.ParseLevel(c.Level)
 	if err != nil {
