@@ -31,6 +31,7 @@ type Metrics struct {
 	authBlocked  prometheus.Counter
 	poolExhaust  prometheus.Counter
 	recordFails  prometheus.Counter
+	rateLimited  prometheus.Counter
 }
 
 // Gauges are read when scraped.
@@ -91,9 +92,12 @@ func New() *Metrics {
 		recordFails: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ringroute_recording_failures_total", Help: "Recordings that could not be started.",
 		}),
+		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ringroute_rate_limited_total", Help: "Requests refused or dropped because their source exceeded limits.requests_per_source.",
+		}),
 	}
 	r.MustRegister(m.calls, m.legs, m.setup, m.answerTime, m.relayPackets, m.relayDropped, m.relayNotRTP,
-		m.reloads, m.reloadFails, m.authFails, m.authBlocked, m.poolExhaust, m.recordFails,
+		m.reloads, m.reloadFails, m.authFails, m.authBlocked, m.poolExhaust, m.recordFails, m.rateLimited,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -171,6 +175,13 @@ func (m *Metrics) AuthFailed(blocked bool) {
 func (m *Metrics) PortPoolExhausted() {
 	if m != nil {
 		m.poolExhaust.Inc()
+	}
+}
+
+// RateLimited counts a request refused or dropped by the per-source limit.
+func (m *Metrics) RateLimited() {
+	if m != nil {
+		m.rateLimited.Inc()
 	}
 }
 

@@ -41,6 +41,9 @@ func (s *Server) guard(h func(*sipmsg.Request, sipmsg.ServerTransaction)) func(*
 			return
 		default:
 		}
+		if !req.IsAck() && !s.allowSource(req, tx) {
+			return
+		}
 		if req.SipVersion != "SIP/2.0" {
 			if !req.IsAck() {
 				res := sipmsg.NewResponseFromRequest(req, 505, "Version Not Supported", nil)
@@ -186,6 +189,36 @@ func (s *Server) startCall(cfg *config.Config, g *config.Group, req *sipmsg.Requ
 		// the caller is gone.
 		c.post(routing.CallerCancelled{})
 	}
+}
+
+// allowSource applies limits.requests_per_source to sources that are not
+// trunks: over the limit a request gets 503 with Retry-After (at most one
+// a second per source; the rest are dropped, so a flood is not answered
+// packet for packet), logged once per flood and counted.
+func (s *Server) allowSource(req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
+	src, err := netip.ParseAddrPort(req.Source())
+	if err != nil {
+		return true
+	}
+	ip := src.Addr().Unmap()
+	cfg := s.Config()
+	if cfg.Limits.RequestsPerSource <= 0 || cfg.Trunk(ip) != nil {
+		return true
+	}
+	switch s.flood.allow(ip) {
+	case pass:
+		return true
+	case drop:
+		// nothing
+	case startFlood:
+		s.log.Warn("source over limits.requests_per_source; refusing its requests", zap.Stringer("source", ip),
+			zap.Int("per_second", cfg.Limits.RequestsPerSource))
+		fallthrough
+	default:
+		_ = s.respond(req, tx, 503, reasonPhrase(503), sipmsg.NewHeader("Retry-After", "5"))
+	}
+	s.metrics.RateLimited()
+	return false
 }
 
 // isPickup reports whether num is a pickup code: pickup.any, or

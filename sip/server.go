@@ -113,6 +113,7 @@ type Server struct {
 		authBlocked    atomic.Uint64
 	}
 	state   *routing.State // what every call shares: round robin, in use, calls per group
+	flood   *sourceLimiter
 	reg     *registrar.Registrar
 	auth    *registrar.Auth
 	limiter *registrar.FailureLimiter
@@ -153,6 +154,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		OnError:    func(err error) { s.log.Error("registrar state file", zap.Error(err)) },
 	})
 	s.auth = registrar.NewAuth(registrar.AuthOptions{Now: s.clock.Now})
+	s.flood = newSourceLimiter(cfg.Limits.RequestsPerSource, s.clock.Now)
 	s.limiter = registrar.NewFailureLimiter(cfg.Limits.AuthFailuresPerSource, registrar.LimiterOptions{Now: s.clock.Now})
 	s.dialogs.m = map[string]dialogRef{}
 	s.recent.init(s.clock)
@@ -201,6 +203,7 @@ func (s *Server) SetConfig(cfg *config.Config) {
 		s.log.Info("reload removed the bindings of users no longer configured", zap.Int("bindings", n))
 	}
 	s.limiter.SetLimit(cfg.Limits.AuthFailuresPerSource)
+	s.flood.setRate(cfg.Limits.RequestsPerSource)
 }
 
 // Start binds every `listen` address of the config and serves on it.
