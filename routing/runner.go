@@ -55,7 +55,7 @@ func NewRunner(s Setup, clk Clock, ex Executor, log *zap.Logger) *Runner {
 		setup:  s,
 		clk:    clk,
 		ex:     ex,
-		log:    log.With(zap.String("call_id", s.CallID), zap.String("group", group)),
+		log:    log.WithLazy(zap.String("call_id", s.CallID), zap.String("group", group)),
 		notify: make(chan struct{}, 1),
 		done:   make(chan struct{}),
 	}

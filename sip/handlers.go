@@ -83,7 +83,7 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 
 	cfg := s.Config()
 	callID := req.CallID().Value()
-	log := s.log.With(zap.String("call_id", callID))
+	log := s.log.WithLazy(zap.String("call_id", callID))
 	reject := func(code int, why string, hdrs ...sipmsg.Header) {
 		log.Info("call rejected", zap.Int("code", code), zap.String("why", why),
 			zap.String("from", req.From().Address.String()), zap.String("source", req.Source()))
@@ -135,7 +135,7 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		reject(404, "no group or user has this number")
 		return
 	}
-	s.startCall(cfg, g, req, tx, tag, user, log.With(zap.String("group", g.Name)))
+	s.startCall(cfg, g, req, tx, tag, user, log.WithLazy(zap.String("group", g.Name)))
 }
 
 // startCall runs one call and blocks until the caller has its final

@@ -98,7 +98,7 @@ func (s *Server) authenticate(cfg *config.Config, req *sipmsg.Request, tx sipmsg
 // Expires 0 removes every binding.
 func (s *Server) onRegister(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	cfg := s.Config()
-	log := s.log.With(zap.String("call_id", req.CallID().Value()))
+	log := s.log.WithLazy(zap.String("call_id", req.CallID().Value()))
 	if !cfg.ServesDomain(req.Recipient.Host) {
 		_ = s.respond(req, tx, 404, "Not Found")
 		return

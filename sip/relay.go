@@ -97,7 +97,7 @@ func (s *Server) onInDialog(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 // response (and, for a re-INVITE 2xx, its ACK or a timeout).
 func (c *call) relay(src, dst *dialog, req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	s := c.s
-	log := c.log.With(zap.String("method", req.Method.String()))
+	log := c.log.WithLazy(zap.String("method", req.Method.String()))
 	isInvite := req.IsInvite()
 	if isInvite {
 		c.mu.Lock()

@@ -89,6 +89,7 @@ type Server struct {
 	// name: SDP needs an address.
 	advertiseIP netip.Addr
 	addrs       map[string]netip.AddrPort // bound listener per transport
+	contacts    map[string]*sipmsg.ContactHeader
 	closers     []func() error
 	udpConn     *net.UDPConn
 	listening   sync.WaitGroup
@@ -284,6 +285,10 @@ func (s *Server) Start() error {
 		}
 		s.clients["udp"] = c
 	}
+	s.contacts = map[string]*sipmsg.ContactHeader{}
+	for _, tr := range []string{"udp", "tcp", "tls"} {
+		s.contacts[tr] = s.buildContact(tr)
+	}
 	for _, f := range serve {
 		f()
 	}
@@ -475,9 +480,18 @@ func (s *Server) client(transport string) (*sipgo.Client, bool) {
 	return c, ok
 }
 
-// contact is our Contact header for a transport.
+// contact is our Contact header for a transport. Built once per transport
+// and shared: a header appended to a message is only read (callers that
+// change one Clone it first).
 func (s *Server) contact(transport string) *sipmsg.ContactHeader {
 	tr := sipmsg.NetworkToLower(transport)
+	if c, ok := s.contacts[tr]; ok {
+		return c
+	}
+	return s.buildContact(tr)
+}
+
+func (s *Server) buildContact(tr string) *sipmsg.ContactHeader {
 	u := sipmsg.Uri{Scheme: "sip", User: "ringroute", Host: s.host}
 	if ap, ok := s.addrs[tr]; ok {
 		u.Port = int(ap.Port())

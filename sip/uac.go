@@ -56,7 +56,7 @@ func (c *call) newLeg(a routing.StartLeg) *uac {
 		c:    c,
 		id:   a.Leg,
 		t:    a.Target,
-		log:  c.log.With(zap.Int("leg", int(a.Leg)), zap.String("member", a.Target.Member)),
+		log:  c.log.WithLazy(zap.Int("leg", int(a.Leg)), zap.String("member", a.Target.Member)),
 		wake: make(chan struct{}, 1),
 	}
 }
@@ -109,7 +109,7 @@ func (l *uac) build() (*sipmsg.Request, *sipgo.Client, int) {
 		l.log.Warn("no listener for member transport", zap.String("transport", tr))
 		return nil, nil, 503
 	}
-	inv.AppendHeader(s.contact(tr))
+	inv.AppendHeader(s.contact(tr).Clone())
 	inv.AppendHeader(sipmsg.NewHeader("Allow", allowed))
 	inv.AppendHeader(sipmsg.NewHeader("User-Agent", s.agent))
 	body, ct := a.Body(), contentType(a)
@@ -150,7 +150,11 @@ func (l *uac) run() {
 		}
 	}
 	defer stopRinging()
-	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
+	ctx, cancel := context.Background(), context.CancelFunc(func() {})
+	if sipmsg.IsReliable(inv.Transport()) {
+		// Only a connection to open waits on the context.
+		ctx, cancel = context.WithTimeout(ctx, dialTimeout)
+	}
 	tx, err := client.TransactionRequest(ctx, inv)
 	cancel()
 	if err != nil {
@@ -532,7 +536,7 @@ func (s *Server) ackAndBye(client *sipgo.Client, res *sipmsg.Response, inv *sipm
 		s.log.Debug("ACK for stray 2xx failed", zap.String("call_id", d.callID), zap.Error(err))
 	}
 	bye := d.newRequest(sipmsg.BYE, 0)
-	s.spawn(func() { s.sendAndWait(client, bye, s.log.With(zap.String("call_id", d.callID))) })
+	s.spawn(func() { s.sendAndWait(client, bye, s.log.WithLazy(zap.String("call_id", d.callID))) })
 }
 
 // onStrayResponse gets responses that match no transaction: late 2xx for a
