@@ -20,6 +20,7 @@ type env struct {
 	d       *daemon
 	members []*sipp
 	callers []*sipp
+	idlers  []*sipp // members that must get nothing (policies_test.go: idle)
 }
 
 func newEnv(t *testing.T, tr string) *env {
@@ -50,7 +51,7 @@ func (e *env) member(name, scenario string, calls int, pause time.Duration, keys
 // daemon starts ringroute with these groups, then every member so far.
 func (e *env) daemon(groups ...group) *daemon {
 	e.d = startDaemon(e.t, e.dir, groups)
-	for _, m := range e.members {
+	for _, m := range append(slices.Clone(e.members), e.idlers...) {
 		m.start(e.t)
 	}
 	return e.d

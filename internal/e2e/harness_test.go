@@ -384,7 +384,7 @@ func workDir(t testing.TB) string {
 type group struct {
 	name, ext, strategy                string
 	timeout, memberTimeout, retryDelay time.Duration
-	members                            []string          // member URIs
+	members                            []string          // member URIs, or whole YAML entries starting with "{" ({group: team})
 	fallback                           map[string]string // case -> YAML flow mapping, e.g. `{reject: 480}`
 	extra                              []string          // more "key: value" lines for the group
 }
@@ -437,6 +437,10 @@ func configYAMLLevel(sipPort, adminPort int, cdr string, groups []group, level s
 		}
 		b.WriteString("    members:\n")
 		for _, m := range g.members {
+			if strings.HasPrefix(m, "{") { // a whole member entry, e.g. {group: team}
+				fmt.Fprintf(&b, "      - %s\n", m)
+				continue
+			}
 			fmt.Fprintf(&b, "      - uri: %q\n", m)
 		}
 		if len(g.fallback) > 0 {
@@ -640,6 +644,7 @@ type cdrRecord struct {
 	Fallback    string     `json:"fallback"`
 	Groups      []string   `json:"groups"`
 	Legs        []cdrLeg   `json:"legs"`
+	Notes       []string   `json:"notes"`
 	RTP         *cdrRTP    `json:"rtp"` // media mode relay
 }
 
