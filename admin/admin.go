@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -117,9 +118,11 @@ func New(addr, token string, d Daemon, reload Reloader, reg *prometheus.Registry
 	})
 	var h http.Handler = mux
 	if token != "" {
-		want := []byte("Bearer " + token)
+		want := []byte(token)
 		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			// The scheme is case-insensitive (RFC 9110 §11.1), the token not.
+			scheme, got, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+			if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), want) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="ringroute"`)
 				http.Error(w, "unauthorized\n", http.StatusUnauthorized)
 				return

@@ -1,11 +1,13 @@
 package sip
 
 import (
+	"errors"
 	"sync"
 	"time"
 
 	sipgo "github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
+	"go.uber.org/zap"
 
 	"github.com/ringroute/ringroute/media"
 	"github.com/ringroute/ringroute/routing"
@@ -196,5 +198,41 @@ func (r *recentLegs) close() {
 	if r.stop != nil {
 		r.stop.Stop()
 		r.stop = nil
+	}
+}
+
+// errNoACK: a 2xx went unacknowledged for 64*T1.
+var errNoACK = errors.New("no ACK for 64*T1")
+
+// awaitACK keeps sending a 2xx on tx until its ACK comes on acked (RFC
+// 3261 §13.3.1.4: the transaction layer does not retransmit 2xx; over UDP
+// the TU does, from T1 doubling up to T2). It gives up after 64*T1
+// (errNoACK), or when stop closes or the server closes (nil, nil).
+func (s *Server) awaitACK(tx sipmsg.ServerTransaction, res *sipmsg.Response, transport string, acked <-chan *sipmsg.Request, stop <-chan struct{}) (*sipmsg.Request, error) {
+	reliable := sipmsg.IsReliable(transport)
+	interval := sipmsg.T1
+	deadline := time.NewTimer(64 * sipmsg.T1)
+	defer deadline.Stop()
+	tick := time.NewTimer(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case ack := <-acked:
+			return ack, nil
+		case <-tick.C:
+			if !reliable {
+				if err := tx.Respond(res); err != nil {
+					s.log.Debug("2xx retransmission failed", zap.Error(err))
+				}
+				interval = min(2*interval, sipmsg.T2)
+			}
+			tick.Reset(interval)
+		case <-deadline.C:
+			return nil, errNoACK
+		case <-stop:
+			return nil, nil
+		case <-s.closing:
+			return nil, nil
+		}
 	}
 }

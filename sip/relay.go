@@ -3,7 +3,6 @@ package sip
 import (
 	"context"
 	"sync"
-	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
 	"go.uber.org/zap"
@@ -14,7 +13,7 @@ import (
 // carried no offer, brings the answer to pass on in the far side's ACK.
 type pendingAck struct {
 	cseq    uint32
-	done    chan struct{}
+	acked   chan *sipmsg.Request // buffered: the ACK, once
 	once    sync.Once
 	forward func(ack *sipmsg.Request)
 }
@@ -26,7 +25,7 @@ func (p *pendingAck) matches(ack *sipmsg.Request) bool {
 
 func (p *pendingAck) ack(ack *sipmsg.Request) {
 	p.once.Do(func() {
-		close(p.done)
+		p.acked <- ack
 		if p.forward != nil {
 			p.forward(ack)
 		}
@@ -197,7 +196,7 @@ wait:
 			}
 		})
 	}
-	p := &pendingAck{cseq: req.CSeq().SeqNo, done: make(chan struct{})}
+	p := &pendingAck{cseq: req.CSeq().SeqNo, acked: make(chan *sipmsg.Request, 1)}
 	if len(out.Body()) > 0 {
 		sendAck(nil, "")
 	} else {
@@ -219,33 +218,11 @@ wait:
 		log.Debug("relayed 2xx failed", zap.Error(err))
 		return
 	}
-	reliable := sipmsg.IsReliable(src.transport)
-	interval := sipmsg.T1
-	deadline := time.NewTimer(64 * sipmsg.T1)
-	defer deadline.Stop()
-	tick := time.NewTimer(interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-p.done:
-			return
-		case <-c.a.stopped:
-			// The call is over; its ACK may have come after the BYE.
-			return
-		case <-s.closing:
-			return
-		case <-tick.C:
-			if !reliable {
-				_ = tx.Respond(res)
-				interval = min(2*interval, sipmsg.T2)
-			}
-			tick.Reset(interval)
-		case <-deadline.C:
-			log.Info("no ACK for relayed re-INVITE 2xx")
-			if p.forward != nil {
-				sendAck(nil, "")
-			}
-			return
+	// The call may end first: its ACK may come after the BYE.
+	if _, err := s.awaitACK(tx, res, src.transport, p.acked, c.a.stopped); err != nil {
+		log.Info("no ACK for relayed re-INVITE 2xx")
+		if p.forward != nil {
+			sendAck(nil, "")
 		}
 	}
 }

@@ -440,7 +440,19 @@ func (s *Server) Close() error {
 	select {
 	case <-s.closing:
 	default:
+		// Calls still up end properly first: CANCEL and BYE go out and
+		// their CDRs are written; a second of grace, since whoever closes
+		// wants it over (a drain has already waited).
+		if calls, _ := s.Live(); calls > 0 {
+			s.Abort()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_ = s.Wait(ctx)
+			cancel()
+		}
 		close(s.closing)
+		// What is left ends now: legs stop waiting, runners see their
+		// calls through without another request on the wire.
+		s.Abort()
 	}
 	// Our goroutines return at once now; wait for them while the sockets
 	// are still there, but not forever.

@@ -3,7 +3,6 @@ package sip
 import (
 	"context"
 	"sync"
-	"time"
 
 	sipgo "github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
@@ -197,43 +196,19 @@ func (a *uas) ok(body []byte, ct string, onAck func(*sipmsg.Request), onFail fun
 }
 
 func (a *uas) awaitAck(res *sipmsg.Response, onAck func(*sipmsg.Request), onFail func()) {
-	reliable := sipmsg.IsReliable(a.transport)
-	interval := sipmsg.T1
-	deadline := time.NewTimer(64 * sipmsg.T1)
-	defer deadline.Stop()
-	tick := time.NewTimer(interval)
-	defer tick.Stop()
-	for {
-		select {
-		case ack := <-a.acked:
-			a.mu.Lock()
-			a.confirmed = true
-			a.mu.Unlock()
-			onAck(ack)
-			return
-		case <-tick.C:
-			if !reliable {
-				if err := a.tx.Respond(res); err != nil {
-					a.c.log.Debug("200 retransmission failed", zap.Error(err))
-				}
-				interval *= 2
-				if interval > sipmsg.T2 {
-					interval = sipmsg.T2
-				}
-			}
-			tick.Reset(interval)
-		case <-deadline.C:
-			// RFC 3261 §13.3.1.4: no ACK for 64*T1 and the session SHOULD
-			// be ended with a BYE.
-			a.c.log.Info("no ACK for our 200; hanging up")
-			a.hangUp()
-			onFail()
-			return
-		case <-a.stopped:
-			return
-		case <-a.c.s.closing:
-			return
-		}
+	ack, err := a.c.s.awaitACK(a.tx, res, a.transport, a.acked, a.stopped)
+	switch {
+	case ack != nil:
+		a.mu.Lock()
+		a.confirmed = true
+		a.mu.Unlock()
+		onAck(ack)
+	case err != nil:
+		// RFC 3261 §13.3.1.4: no ACK for 64*T1 and the session SHOULD be
+		// ended with a BYE.
+		a.c.log.Info("no ACK for our 200; hanging up")
+		a.hangUp()
+		onFail()
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 	"reflect"
 	"sync"
 	"syscall"
-	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -105,27 +104,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			_, _ = rl.reload()
 			continue
 		}
-		log.Info("draining: new calls get 503", zap.Duration("drain_timeout", srv.Config().DrainTimeout))
-		srv.Drain()
-		ctx, cancel := context.WithTimeout(context.Background(), srv.Config().DrainTimeout)
-		done := make(chan error, 1)
-		go func() { done <- srv.Wait(ctx) }()
-		select {
-		case err := <-done:
-			if err != nil {
-				calls, _ := srv.Live()
-				log.Warn("drain timeout: hanging up the calls still up", zap.Int("calls", calls))
-				srv.Abort()
-				// The BYEs and CANCELs need a moment; the CDRs are written
-				// as each call ends.
-				ctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
-				_ = srv.Wait(ctx)
-				stop()
-			}
-		case <-sigs:
-			log.Warn("second signal: stopping now")
-		}
-		cancel()
+		drain(srv, sigs, rl, log)
 		break
 	}
 	if adm != nil {
@@ -134,6 +113,35 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	_ = srv.Close()
 	log.Info("ringroute stopped")
 	return 0
+}
+
+// drain stops taking calls and waits up to drain_timeout for those up to
+// end; then Close (the caller's) hangs up what is left. A second SIGTERM
+// or SIGINT cuts the wait short; SIGHUP still reloads meanwhile.
+func drain(srv *sip.Server, sigs <-chan os.Signal, rl *reloader, log *zap.Logger) {
+	log.Info("draining: new calls get 503", zap.Duration("drain_timeout", srv.Config().DrainTimeout))
+	srv.Drain()
+	ctx, cancel := context.WithTimeout(context.Background(), srv.Config().DrainTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- srv.Wait(ctx) }()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				calls, _ := srv.Live()
+				log.Warn("drain timeout: hanging up the calls still up", zap.Int("calls", calls))
+			}
+			return
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				_, _ = rl.reload()
+				continue
+			}
+			log.Warn("second signal: stopping now; calls still up get BYE")
+			return
+		}
+	}
 }
 
 // reloader is SIGHUP and POST /api/v1/reload: the same loader as `check`
