@@ -28,6 +28,7 @@ type call struct {
 	legs map[routing.LegID]*uac
 
 	group *config.Group // the group dialled
+	party routing.Party // who calls, as members and the CDR see it
 	start time.Time     // when the INVITE came, for pickup's "oldest ringing"
 
 	mu        sync.Mutex

@@ -84,11 +84,12 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	cfg := s.Config()
 	callID := req.CallID().Value()
 	log := s.log.WithLazy(zap.String("call_id", callID))
+	user := "" // the authenticated caller, once it has proved it
 	reject := func(code int, why string, hdrs ...sipmsg.Header) {
 		log.Info("call rejected", zap.Int("code", code), zap.String("why", why),
-			zap.String("from", req.From().Address.String()), zap.String("source", req.Source()))
+			zap.String("from", req.From().Address.String()), zap.String("user", user), zap.String("source", req.Source()))
 		_ = s.respond(req, tx, code, reasonPhrase(code), hdrs...)
-		s.writeRejected(req, code)
+		s.writeRejected(req, code, user)
 	}
 
 	if s.draining.Load() {
@@ -111,7 +112,6 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		reject(404, "domain not served")
 		return
 	}
-	user := ""
 	if !s.trusted(cfg, req) {
 		// Not a trunk: a configured user proving who it is, or nobody.
 		// Nothing is rung for a caller that is neither (no open relay).
@@ -147,18 +147,13 @@ func (s *Server) startCall(cfg *config.Config, g *config.Group, req *sipmsg.Requ
 		m, code := s.newCallMedia(c, req)
 		if code != 0 {
 			_ = s.respond(req, tx, code, reasonPhrase(code))
-			s.writeRejected(req, code)
+			s.writeRejected(req, code, user)
 			return
 		}
 		c.m = m
 	}
-	party := callerParty(req)
-	if user != "" {
-		// The caller is who it proved to be, not what its From says: that
-		// identity is what permissions and the CDR see.
-		party.User = user
-		party.URI = "sip:" + user + "@" + cfg.Realm
-	}
+	party := s.identity(req, user)
+	c.party = party
 	c.runner = routing.NewRunner(routing.Setup{
 		CallID:    c.a.callID,
 		Config:    cfg,
@@ -221,6 +216,18 @@ func (s *Server) allowSource(req *sipmsg.Request, tx sipmsg.ServerTransaction) b
 	return false
 }
 
+// identity is who the caller is: a trunk's caller as its From says, an
+// authenticated user as the user it proved to be (its From is only what
+// the phone claims): that is what members, permissions and the CDR see.
+func (s *Server) identity(req *sipmsg.Request, user string) routing.Party {
+	p := callerParty(req)
+	if user != "" {
+		p.User = user
+		p.URI = "sip:" + user + "@" + s.Config().Realm
+	}
+	return p
+}
+
 // isPickup reports whether num is a pickup code: pickup.any, or
 // pickup.group_prefix followed by something ("" turns either off).
 func isPickup(cfg *config.Config, num string) bool {
@@ -254,12 +261,13 @@ func unsupported(req *sipmsg.Request) string {
 	return strings.Join(tags, ", ")
 }
 
-// writeRejected writes the CDR of a call refused before routing.
-func (s *Server) writeRejected(req *sipmsg.Request, code int) {
+// writeRejected writes the CDR of a call refused before routing; user is
+// the authenticated caller, if any.
+func (s *Server) writeRejected(req *sipmsg.Request, code int, user string) {
 	now := s.clock.Now()
 	s.record(routing.Record{
 		CallID:  req.CallID().Value(),
-		Caller:  callerParty(req).URI,
+		Caller:  s.identity(req, user).URI,
 		Dialled: req.Recipient.User,
 		Start:   now,
 		End:     now,

@@ -68,7 +68,7 @@ func (s *Server) onPickup(cfg *config.Config, req *sipmsg.Request, tx sipmsg.Ser
 	refuse := func(code int, why string) {
 		log.Info("pickup refused", zap.Int("code", code), zap.String("why", why), zap.String("user", user))
 		_ = s.respond(req, tx, code, reasonPhrase(code))
-		s.writeRejected(req, code)
+		s.writeRejected(req, code, user)
 	}
 	u := cfg.User(user)
 	if u == nil {

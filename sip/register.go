@@ -88,7 +88,7 @@ func (s *Server) authenticate(cfg *config.Config, req *sipmsg.Request, tx sipmsg
 	if req.IsInvite() {
 		// A refused call attempt is a CDR line (fraud shows up there); a
 		// challenge is not, nor is a source already blocked (a flood).
-		s.writeRejected(req, 403)
+		s.writeRejected(req, 403, "")
 	}
 	return "", authAnswered
 }

@@ -268,6 +268,10 @@ func TestAuthenticatedCaller(t *testing.T) {
 
 	phone.inviteWith(cid, 3, "1001", "Proxy-Authorization: "+digestHeader(t, chal, "INVITE", uri, "bob", "hunter2", 2))
 	inv := alice.request(sipmsg.INVITE, wait)
+	// The member sees who authenticated, not what the phone's From claims.
+	if got := inv.From().Address.User; got != "bob" {
+		t.Errorf("From user toward the member = %q, want the authenticated user bob", got)
+	}
 	alice.reply(inv, 486, "a", "")
 	phone.response(486, wait)
 	recs := cdrs.wait(t, 2)
@@ -300,7 +304,7 @@ func (p *peer) inviteWith(cid string, cseq int, number, header string) {
 	p.t.Helper()
 	p.send(fmt.Sprintf(`INVITE sip:%s@127.0.0.1:%d SIP/2.0
 Via: SIP/2.0/UDP %s:%d;branch=z9hG4bK-%s
-From: "Bob" <sip:bob@%s:%d>;tag=caller1
+From: "Bob" <sip:front-desk@%s:%d>;tag=caller1
 To: <sip:%s@127.0.0.1:%d>
 Call-ID: %s
 CSeq: %d INVITE

@@ -74,7 +74,12 @@ func (l *uac) build() (*sipmsg.Request, *sipgo.Client, int) {
 	inv := sipmsg.NewRequest(sipmsg.INVITE, ruri)
 	a := l.c.a.req
 
-	user := a.From().Address.User
+	// The caller as members see it: an authenticated user by its name,
+	// not by whatever its phone put in From.
+	user := l.c.party.User
+	if user == "" {
+		user = a.From().Address.User
+	}
 	if user == "" {
 		user = "anonymous"
 	}
