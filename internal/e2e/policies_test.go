@@ -119,17 +119,17 @@ func roundRobinRotates(e *env) {
 	}
 }
 
-// max_calls: 1. The first call rings m1 (which answers after 1.2 s); a
-// second call while it rings is refused 486 by the default
-// fallback.congestion without ringing anyone; a third call after the first
-// has hung up gets the slot back and is answered.
+// max_calls: 1. The first call rings m1 (which answers after 0.8 s, then
+// talks 1 s); a second call while the first holds the slot is refused 486
+// by the default fallback.congestion without ringing anyone; a third call
+// after the first has hung up gets the slot back and is answered.
 func maxCallsCongestion(e *env) {
 	t := e.t
-	m1 := e.member("m1", "uas_answer.xml", 2, 1200*ms, nil)
+	m1 := e.member("m1", "uas_answer.xml", 2, 800*ms, nil)
 	g := sales("all", 5*time.Second, 4*time.Second, m1)
 	g.extra = []string{"max_calls: 1"}
 	e.daemon(g)
-	c1 := e.call("c1", "uac_answer.xml", "600", 200*ms)
+	c1 := e.call("c1", "uac_answer.xml", "600", time.Second)
 	waitMsg(t, m1, "the first call's INVITE", isReq("INVITE"))
 	c2 := e.call("c2", "uac_486.xml", "600", 0)
 	if code, ok := c2.wait(10 * time.Second); !ok || code != 0 {
@@ -148,13 +148,13 @@ func maxCallsCongestion(e *env) {
 	}
 	inv2 := at(c2m, func(m sipMsg) bool { return m.sent && m.method() == "INVITE" })
 	busy := at(c2m, func(m sipMsg) bool { return !m.sent && m.code() == 486 })
-	answer1 := at(m1m, func(m sipMsg) bool { return m.sent && m.code() == 200 && m.cseqMethod() == "INVITE" })
+	bye1 := at(c1.messages(t), func(m sipMsg) bool { return m.sent && m.method() == "BYE" })
 	if !inv2.IsZero() && !busy.IsZero() {
-		within(t, "the second caller's 486 after its INVITE", busy.Sub(inv2), 0, 500*ms)
+		within(t, "the second caller's 486 after its INVITE", busy.Sub(inv2), 0, time.Second)
 	}
-	if !busy.IsZero() && !answer1.IsZero() && !busy.Before(answer1) {
-		t.Errorf("the second caller's 486 at %v came after m1 answered the first call at %v; the first call must still be ringing",
-			busy.Format("15:04:05.000"), answer1.Format("15:04:05.000"))
+	if busy.IsZero() || bye1.IsZero() || !busy.Before(bye1) {
+		t.Errorf("the second caller's 486 at %v, the first caller's BYE at %v: want the 486 while the first call still rings or talks",
+			busy.Format("15:04:05.000"), bye1.Format("15:04:05.000"))
 	}
 	if n := len(dedupCalls(initialInvites(received(m1m)))); n != 2 {
 		t.Errorf("m1 got %d calls, want 2 (the first and the third; the second must not ring)", n)
@@ -320,12 +320,12 @@ func closedNow(now time.Time) string {
 
 // progressive, member_timeout 1s: m1 rings at 0, m1 and m2 from 1 s (m1
 // is not cancelled and rung again, it keeps its one INVITE); m2 answers at
-// about 1.5 s, before m3's turn at 2 s; m1 is then CANCELled as answered
+// about 1.2 s, well before m3's turn at 2 s; m1 is then CANCELled as answered
 // elsewhere and m3 never rings.
 func progressiveRing(e *env) {
 	t := e.t
 	m1 := e.member("m1", "uas_ring_cancel_reason.xml", 1, 0, nil)
-	m2 := e.member("m2", "uas_answer.xml", 1, 500*ms, nil)
+	m2 := e.member("m2", "uas_answer.xml", 1, 200*ms, nil)
 	m3 := e.idle("m3")
 	e.daemon(sales("progressive", 5*time.Second, time.Second, m1, m2, m3))
 	c := e.call("caller", "uac_answer.xml", "600", 200*ms)
@@ -345,7 +345,7 @@ func progressiveRing(e *env) {
 	if inv1.IsZero() || inv2.IsZero() || can1.IsZero() || ok2.IsZero() {
 		t.Fatalf("m1 INVITE %v CANCEL %v, m2 INVITE %v 200 %v: want all four", inv1, can1, inv2, ok2)
 	}
-	within(t, "m2's INVITE after m1's (member_timeout 1s)", inv2.Sub(inv1), 900*ms, 1500*ms)
+	within(t, "m2's INVITE after m1's (member_timeout 1s)", inv2.Sub(inv1), 900*ms, 1800*ms)
 	if !can1.After(inv2) {
 		t.Errorf("m1 was CANCELled at %v, before m2 started ringing at %v; progressive keeps m1 ringing",
 			can1.Format("15:04:05.000"), inv2.Format("15:04:05.000"))
@@ -359,7 +359,7 @@ func progressiveRing(e *env) {
 	}
 	expectLegs(t, r, map[string]int{key(m1): 487, key(m2): 200})
 	if l1, l2 := legsOf(r, key(m1)), legsOf(r, key(m2)); len(l1) == 1 && len(l2) == 1 {
-		within(t, "CDR: m2's leg start after m1's", l2[0].Start.Sub(l1[0].Start), 900*ms, 1500*ms)
+		within(t, "CDR: m2's leg start after m1's", l2[0].Start.Sub(l1[0].Start), 900*ms, 1800*ms)
 	}
 	noFallbackNotes(t, r)
 }
@@ -372,7 +372,7 @@ func nestedGroup(e *env) {
 	t := e.t
 	p1 := e.member("p1", "uas_ring_cancel_reason.xml", 1, 0, nil)
 	t1 := e.member("t1", "uas_ring_cancel.xml", 1, 0, nil)
-	t2 := e.member("t2", "uas_answer.xml", 1, 300*ms, nil)
+	t2 := e.member("t2", "uas_answer.xml", 1, 100*ms, nil)
 	parent := sales("all", 6*time.Second, 4*time.Second, p1)
 	parent.members = append(parent.members, "{group: team}")
 	team := group{name: "team", ext: "601", strategy: "linear", timeout: 5 * time.Second, memberTimeout: time.Second, members: uris(t1, t2)}
@@ -390,8 +390,8 @@ func nestedGroup(e *env) {
 		t.Fatalf("p1 INVITE %v, t1 INVITE %v CANCEL %v, t2 INVITE %v: want all four", invP, invT1, canT1, invT2)
 	}
 	within(t, "t1's INVITE after p1's (sales rings both members at once)", invT1.Sub(invP), -300*ms, 300*ms)
-	within(t, "t2's INVITE after t1's (team: linear, member_timeout 1s)", invT2.Sub(invT1), 900*ms, 1500*ms)
-	within(t, "t1 ringing (team's member_timeout 1s)", canT1.Sub(invT1), 800*ms, 1500*ms)
+	within(t, "t2's INVITE after t1's (team: linear, member_timeout 1s)", invT2.Sub(invT1), 900*ms, 1800*ms)
+	within(t, "t1 ringing (team's member_timeout 1s)", canT1.Sub(invT1), 800*ms, 1800*ms)
 	// t1's CANCEL and t2's INVITE go out at the same instant (ring end
 	// first); the two SIPps stamp them from their own clock readings.
 	if canT1.After(invT2.Add(50 * ms)) {
