@@ -23,6 +23,7 @@ type Metrics struct {
 	setup        prometheus.Histogram     // INVITE to answer, answered calls
 	answerTime   *prometheus.HistogramVec // group, member
 	relayPackets *prometheus.CounterVec   // from: caller|member
+	relayBytes   *prometheus.CounterVec   // from: caller|member
 	relayDropped prometheus.Counter
 	relayNotRTP  prometheus.Counter
 	reloads      prometheus.Counter
@@ -68,6 +69,9 @@ func New() *Metrics {
 		relayPackets: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ringroute_relay_packets_total", Help: "RTP and RTCP packets relayed, by the side they came from (counted when the call ends).",
 		}, []string{"from"}),
+		relayBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ringroute_relay_bytes_total", Help: "Bytes of RTP and RTCP relayed (UDP payloads), by the side they came from (counted when the call ends).",
+		}, []string{"from"}),
 		relayDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ringroute_relay_dropped_total", Help: "Packets from a source that was not the latched peer (RTP bleed).",
 		}),
@@ -96,7 +100,7 @@ func New() *Metrics {
 			Name: "ringroute_rate_limited_total", Help: "Requests refused or dropped because their source exceeded limits.requests_per_source.",
 		}),
 	}
-	r.MustRegister(m.calls, m.legs, m.setup, m.answerTime, m.relayPackets, m.relayDropped, m.relayNotRTP,
+	r.MustRegister(m.calls, m.legs, m.setup, m.answerTime, m.relayPackets, m.relayBytes, m.relayDropped, m.relayNotRTP,
 		m.reloads, m.reloadFails, m.authFails, m.authBlocked, m.poolExhaust, m.recordFails, m.rateLimited,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -141,6 +145,8 @@ func (m *Metrics) CallFinished(r routing.Record) {
 	if r.RTP != nil {
 		m.relayPackets.WithLabelValues("caller").Add(float64(r.RTP.FromCaller))
 		m.relayPackets.WithLabelValues("member").Add(float64(r.RTP.FromMember))
+		m.relayBytes.WithLabelValues("caller").Add(float64(r.RTP.BytesFromCaller))
+		m.relayBytes.WithLabelValues("member").Add(float64(r.RTP.BytesFromMember))
 		m.relayDropped.Add(float64(r.RTP.Dropped))
 		m.relayNotRTP.Add(float64(r.RTP.NotRTP))
 	}

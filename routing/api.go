@@ -291,10 +291,12 @@ type Record struct {
 
 // RTPStats counts a relayed call's packets (RTP and RTCP).
 type RTPStats struct {
-	FromCaller uint64 `json:"from_caller"` // relayed caller to member
-	FromMember uint64 `json:"from_member"` // relayed member to caller (early media included)
-	Dropped    uint64 `json:"dropped"`     // from a source that was not the peer (RTP bleed)
-	NotRTP     uint64 `json:"not_rtp"`     // not RTP/RTCP, or a payload type not negotiated
+	FromCaller      uint64 `json:"from_caller"` // relayed caller to member
+	FromMember      uint64 `json:"from_member"` // relayed member to caller (early media included)
+	BytesFromCaller uint64 `json:"bytes_from_caller"`
+	BytesFromMember uint64 `json:"bytes_from_member"`
+	Dropped         uint64 `json:"dropped"` // from a source that was not the peer (RTP bleed)
+	NotRTP          uint64 `json:"not_rtp"` // not RTP/RTCP, or a payload type not negotiated
 }
 
 // LegRecord is one leg tried.

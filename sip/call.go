@@ -97,10 +97,12 @@ func (c *call) Execute(act routing.Action) {
 			c.m.mu.Unlock()
 			st := c.m.sess.Stats()
 			a.Record.RTP = &routing.RTPStats{
-				FromCaller: st.Packets[media.Caller],
-				FromMember: st.Packets[media.Member],
-				Dropped:    st.Dropped,
-				NotRTP:     st.NotRTP,
+				FromCaller:      st.Packets[media.Caller],
+				FromMember:      st.Packets[media.Member],
+				BytesFromCaller: st.Bytes[media.Caller],
+				BytesFromMember: st.Bytes[media.Member],
+				Dropped:         st.Dropped,
+				NotRTP:          st.NotRTP,
 			}
 		}
 		c.s.record(a.Record)

@@ -205,8 +205,9 @@ Max-Forwards: 70
 	bye := m.request(sipmsg.BYE, wait)
 	m.reply(bye, 200, "", "")
 	rec := cdrs.wait(t, 1)[0]
-	if rec.RTP == nil || rec.RTP.FromCaller != 5 || rec.RTP.FromMember != 5 || rec.RTP.Dropped != 0 {
-		t.Errorf("CDR rtp = %+v, want 5 packets each way, none dropped", rec.RTP)
+	if rec.RTP == nil || rec.RTP.FromCaller != 5 || rec.RTP.FromMember != 5 || rec.RTP.Dropped != 0 ||
+		rec.RTP.BytesFromCaller != 5*172 || rec.RTP.BytesFromMember != 5*172 {
+		t.Errorf("CDR rtp = %+v, want 5 packets (172 bytes each) each way, none dropped", rec.RTP)
 	}
 	waitPortsFree(t, s)
 }
