@@ -234,8 +234,10 @@ func isPickup(cfg *config.Config, num string) bool {
 	if cfg.Pickup.Any != "" && num == cfg.Pickup.Any {
 		return true
 	}
+	// A number a group or a user has is theirs, whatever its first digits.
 	p := cfg.Pickup.GroupPrefix
-	return p != "" && len(num) > len(p) && strings.HasPrefix(num, p) && cfg.GroupByNumber(num) == nil
+	return p != "" && len(num) > len(p) && strings.HasPrefix(num, p) &&
+		cfg.GroupByNumber(num) == nil && cfg.UserByExtension(num) == nil
 }
 
 // trusted reports whether the request comes from a trunk.

@@ -73,19 +73,25 @@ func (l *sourceLimiter) allow(ip netip.Addr) verdict {
 	b.tokens = min(l.rate, b.tokens+now.Sub(b.last).Seconds()*l.rate)
 	b.last = now
 	if b.tokens >= 1 {
+		// A flood is over once the source has let its bucket fill up
+		// again, not at the first token it earns back: a source that
+		// keeps sending too fast is one flood, logged once.
+		if b.limited && b.tokens >= l.rate {
+			b.limited = false
+		}
 		b.tokens--
-		b.limited = false
 		return pass
 	}
-	v := refuse
 	if !b.limited {
 		b.limited = true
-		v = startFlood
-	} else if now.Sub(b.answered) < time.Second {
+		b.answered = now
+		return startFlood
+	}
+	if now.Sub(b.answered) < time.Second {
 		return drop
 	}
 	b.answered = now
-	return v
+	return refuse
 }
 
 func (l *sourceLimiter) evictLocked() {

@@ -26,9 +26,25 @@ func TestSourceLimiterBucket(t *testing.T) {
 	if v := l.allow(ip); v != drop {
 		t.Fatalf("12th request in the same second: %v, want drop (one 503 a second)", v)
 	}
+	// Sending on at twice the rate is one flood: requests the refill
+	// lets through pass, the rest are refused once a second and dropped,
+	// and the flood is not reported again.
+	starts, refusals := 0, 0
+	for i := 0; i < 100; i++ { // 5 s at 20/s
+		now = now.Add(50 * time.Millisecond)
+		switch l.allow(ip) {
+		case startFlood:
+			starts++
+		case refuse:
+			refusals++
+		}
+	}
+	if starts != 0 || refusals < 4 || refusals > 6 {
+		t.Fatalf("sustained flood: %d new floods reported, %d 503s; want 0 and about one a second", starts, refusals)
+	}
 	now = now.Add(1100 * time.Millisecond)
 	if v := l.allow(ip); v != pass {
-		t.Fatalf("after a second: %v, want pass (refilled)", v)
+		t.Fatalf("after a quiet second: %v, want pass (refilled)", v)
 	}
 	// Another source has its own bucket.
 	if v := l.allow(netip.MustParseAddr("203.0.113.8")); v != pass {

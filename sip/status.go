@@ -189,7 +189,7 @@ func (c *call) legList() []*uac {
 }
 
 func (c *call) status(withDecisions bool) CallStatus {
-	cs := CallStatus{CallID: c.a.callID, Group: c.group.Name, Caller: callerParty(c.a.req).URI,
+	cs := CallStatus{CallID: c.a.callID, Group: c.group.Name, Caller: c.party.URI,
 		Dialled: c.a.req.Recipient.User, Start: c.start, State: "ringing", Legs: []LegStatus{}}
 	c.mu.Lock()
 	if c.winner != nil {
