@@ -307,6 +307,12 @@ func (m *callMedia) watch() {
 		for {
 			select {
 			case <-t.C:
+				if m.c.a.hasEnded() {
+					// The caller's side is over (BYE either way); the
+					// call only waits for a member's transaction to
+					// end, and rtp_timeout has nothing left to hang up.
+					return
+				}
 				if m.sess.Idle() >= timeout {
 					m.c.log.Info("no RTP either way; hanging up", zap.Duration("rtp_timeout", timeout))
 					m.c.post(routing.MediaTimeout{})

@@ -264,6 +264,13 @@ func (a *uas) byeBeforeAnswer() bool {
 	return true
 }
 
+// hasEnded reports that a BYE was sent to or received from the caller.
+func (a *uas) hasEnded() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.ended
+}
+
 func (a *uas) stop() { a.stopOnce.Do(func() { close(a.stopped) }) }
 
 // sendAndWait sends a non-INVITE request and waits for its final response,
