@@ -245,7 +245,7 @@ func TestValues(t *testing.T) {
 			func(c *Config) any { return []any{c.Realm, c.Media.Mode, len(c.Listen)} }, []any{"ringroute", "relay", 2}},
 		{"empty admin.listen is off", "admin: {listen: ''}",
 			func(c *Config) any { return c.Admin.Listen }, ""},
-		{"ipv6 listen", "listen: ['udp://[::1]:5060', 'TLS://[::1]:5061']\ntls: {cert: config_test.go, key: config_test.go}",
+		{"ipv6 listen", "listen: ['udp://[::1]:5060', 'TLS://[::1]:5061']\ntls: {cert: ../testdata/tls/a.crt, key: ../testdata/tls/a.key}",
 			func(c *Config) any { return c.Listen },
 			[]Listen{{"udp", netip.MustParseAddrPort("[::1]:5060")}, {"tls", netip.MustParseAddrPort("[::1]:5061")}}},
 		{"advertise in brackets is stored bare", "advertise: '[2001:DB8::1]'",

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"fmt"
 	"sort"
 	"strings"
@@ -373,6 +374,15 @@ func (l *loader) tlsCheck(c *Config) {
 	}
 	if len(missing) > 0 {
 		l.errorf(first.node, first.path, "tls:// needs %s (tls: {cert: FILE, key: FILE})", strings.Join(missing, " and "))
+		return
+	}
+	if fileProblem(c.TLS.Cert) != "" || fileProblem(c.TLS.Key) != "" {
+		return
+	}
+	// The daemon loads the pair at start and at every reload; a pair it
+	// cannot use must fail `check` and a reload, not the next handshake.
+	if _, err := tls.LoadX509KeyPair(c.TLS.Cert, c.TLS.Key); err != nil {
+		l.errorf(l.x.tls.pos("cert"), "tls.cert", "%q with tls.key %q is not a usable certificate and key: %v (both PEM; the key must match the certificate)", c.TLS.Cert, c.TLS.Key, err)
 	}
 }
 

@@ -15,6 +15,7 @@ package sip
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -93,6 +94,10 @@ type Server struct {
 	closers     []func() error
 	udpConn     *net.UDPConn
 	listening   sync.WaitGroup
+	// cert is what tls:// listeners present. SetConfig reads the files
+	// again, so a renewed certificate is served from the next handshake
+	// without a restart.
+	cert atomic.Pointer[tls.Certificate]
 
 	dialogs  dialogTable
 	recent   recentLegs
@@ -205,6 +210,23 @@ func (s *Server) SetConfig(cfg *config.Config) {
 	}
 	s.limiter.SetLimit(cfg.Limits.AuthFailuresPerSource)
 	s.flood.setRate(cfg.Limits.RequestsPerSource)
+	if s.cert.Load() != nil {
+		if err := s.loadCert(cfg.TLS); err != nil {
+			s.log.Error("tls certificate not reloaded; the old one is still served", zap.Error(err))
+		} else {
+			s.log.Info("tls certificate reloaded", zap.String("cert", cfg.TLS.Cert))
+		}
+	}
+}
+
+// loadCert reads the tls:// certificate and key.
+func (s *Server) loadCert(c config.TLS) error {
+	cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
+	if err != nil {
+		return fmt.Errorf("sip: tls.cert %s, tls.key %s: %w", c.Cert, c.Key, err)
+	}
+	s.cert.Store(&cert)
+	return nil
 }
 
 // Start binds every `listen` address of the config and serves on it.
@@ -336,8 +358,36 @@ func (s *Server) bind(l config.Listen) (func(), error) {
 				}
 			}()
 		}, nil
+	case "tls":
+		if s.cert.Load() == nil {
+			if err := s.loadCert(s.Config().TLS); err != nil {
+				return nil, fmt.Errorf("sip: listen tls://%s: %w", l.Addr, err)
+			}
+		}
+		ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(l.Addr))
+		if err != nil {
+			return nil, fmt.Errorf("sip: listen tls://%s: %w", l.Addr, err)
+		}
+		ap := ln.Addr().(*net.TCPAddr).AddrPort()
+		s.addrs["tls"] = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		s.closers = append(s.closers, ln.Close)
+		tl := tls.NewListener(ln, &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+				return s.cert.Load(), nil
+			},
+		})
+		return func() {
+			s.listening.Add(1)
+			go func() {
+				defer s.listening.Done()
+				if err := s.srv.ServeTLS(tl); err != nil && !errors.Is(err, net.ErrClosed) {
+					s.log.Error("tls listener stopped", zap.Error(err))
+				}
+			}()
+		}, nil
 	}
-	return nil, fmt.Errorf("sip: listen %s://%s: transport not supported yet", l.Transport, l.Addr)
+	return nil, fmt.Errorf("sip: listen %s://%s: unknown transport", l.Transport, l.Addr)
 }
 
 // waitUDP waits until sipgo has the UDP listener in its connection pool:

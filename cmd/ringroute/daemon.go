@@ -184,7 +184,7 @@ func (r *reloader) reload() ([]string, error) {
 // relay's address and ports), the logger and the CDR file.
 func restartNeeded(old, cur *config.Config) []string {
 	var out []string
-	if !reflect.DeepEqual(old.Listen, cur.Listen) || old.TLS != cur.TLS {
+	if !reflect.DeepEqual(old.Listen, cur.Listen) {
 		out = append(out, "listen")
 	}
 	if old.Advertise != cur.Advertise {
