@@ -26,7 +26,18 @@ import (
 //     leaving it out and binding sip_listen to 127.0.0.1 works.
 //   - ausine only runs at 48 kHz; an 8 kHz PCM WAV through aufile is the
 //     source that works with G.711.
+//
+// Over TLS, baresip checks ringroute's certificate against the test CA
+// (sip_cafile), registers on its TLS connection and gets the group call's
+// INVITE back on that connection: the binding's source and transport, not
+// its Contact, is where ringroute reaches it.
 func TestBaresipInterop(t *testing.T) {
+	for _, tr := range []string{"udp", "tls"} {
+		t.Run(tr, func(t *testing.T) { baresipInterop(t, tr) })
+	}
+}
+
+func baresipInterop(t *testing.T, transport string) {
 	bin := needDaemon(t)
 	if _, err := exec.LookPath("baresip"); err != nil {
 		t.Fatal("baresip is not installed: make test installs it (Debian package baresip-core), or run: apt-get install -y baresip-core")
@@ -35,9 +46,12 @@ func TestBaresipInterop(t *testing.T) {
 	base := portBlock(t)
 	sipPort, adminPort, bsPort := base, base+1, base+2
 	mediaLo := 41000 + (base%100)*20
+	// The TLS listener takes the TCP port of the UDP one's number.
+	crt, key := filepath.Join(repoRoot, "testdata/tls/a.crt"), filepath.Join(repoRoot, "testdata/tls/a.key")
 
 	cdr := filepath.Join(dir, "cdr.jsonl")
-	cfg := fmt.Sprintf(`listen: [udp://127.0.0.1:%d]
+	cfg := fmt.Sprintf(`listen: [udp://127.0.0.1:%d, tls://127.0.0.1:%[1]d]
+tls: {cert: %q, key: %q}
 realm: interop.test
 media: {mode: relay, address: 127.0.0.1, ports: %d-%d}
 admin: {listen: 127.0.0.1:%d}
@@ -54,7 +68,7 @@ groups:
     timeout: 8s
     member_timeout: 6s
     members: [{user: alice}]
-`, sipPort, mediaLo, mediaLo+19, adminPort, cdr)
+`, sipPort, crt, key, mediaLo, mediaLo+19, adminPort, cdr)
 	cfgPath := filepath.Join(dir, "ringroute.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -81,6 +95,7 @@ groups:
 		"config": fmt.Sprintf(`poll_method epoll
 sip_listen 127.0.0.1:%d
 sip_trans_def udp
+sip_cafile %s
 audio_player aufile,%s
 audio_source aufile,%s
 audio_alert aufile,/dev/null
@@ -89,8 +104,8 @@ module g711.so
 module aufile.so
 module menu.so
 module account.so
-`, bsPort, heard, mic),
-		"accounts": fmt.Sprintf("<sip:alice@127.0.0.1:%d;transport=udp>;auth_pass=s3cret;answermode=auto;regint=120\n", sipPort),
+`, bsPort, crt, heard, mic),
+		"accounts": fmt.Sprintf("<sip:alice@127.0.0.1:%d;transport=%s>;auth_pass=s3cret;answermode=auto;regint=120\n", sipPort, transport),
 	}
 	for name, body := range files {
 		if err := os.WriteFile(filepath.Join(bsDir, name), []byte(body), 0o644); err != nil {
@@ -146,6 +161,12 @@ module account.so
 	}
 	if !strings.Contains(readFile(bsLog), "Call established") {
 		t.Error("baresip never reported the call established")
+	}
+	if got := strings.Contains(rec.AnsweredURI, "transport=tls"); got != (transport == "tls") {
+		t.Errorf("CDR answered_uri %q, want baresip's %s binding", rec.AnsweredURI, transport)
+	}
+	if want := "{0/" + strings.ToUpper(transport) + "/v4} 200 OK"; !strings.Contains(readFile(bsLog), want) {
+		t.Errorf("baresip log has no %q: it did not register over %s", want, transport)
 	}
 }
 
