@@ -7,7 +7,7 @@ VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 CONFIG  ?= testdata/ringroute.yaml
 
-.PHONY: help build run test unit race e2e lint vet fmt check deps bench clean
+.PHONY: help build run test unit race e2e lint vet fmt check deps bench soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -45,6 +45,9 @@ check: build ## validate the shipped configs with `ringroute check`
 bench: ## benchmarks: the RTP relay (bench/media); numbers in bench/results/, table printed
 	@mkdir -p bench/results
 	$(GO) run ./bench/media -out bench/results/media.json
+
+soak: deps ## the soak of issue 9: mixed SIPp traffic and a reload every 10 s for SOAK (30m by default; SOAK=2m for CI); summary in bench/results/soak-DATE.txt
+	@scripts/soak.sh
 
 deps: ## install sipp (sip-tester) and baresip (baresip-core) when missing
 	@scripts/deps.sh
