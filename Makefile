@@ -42,9 +42,25 @@ check: build ## validate the shipped configs with `ringroute check`
 	$(BIN) check -c $(CONFIG)
 	@if [ -f ../shared/spec/ringroute.example.yaml ]; then $(BIN) check -c ../shared/spec/ringroute.example.yaml; fi
 
-bench: ## benchmarks: the RTP relay (bench/media); numbers in bench/results/, table printed
+bench: ## benchmarks: SIP call rate vs Kamailio (bench/sip, ~10 min, results in bench/results/DATE-HOST.md), then the RTP relay (bench/media)
 	@mkdir -p bench/results
+	$(GO) run ./bench/sip $(BENCH_FLAGS)
 	$(GO) run ./bench/media -out bench/results/media.json
+
+bench-scale: ## scale figures: memory per ringing call and per registration, relay packets/s per core vs rtpengine (bench/results/DATE-HOST-scale.md)
+	@mkdir -p bench/results
+	$(GO) run ./bench/sip -scale $(BENCH_FLAGS)
+
+# One step and one line, for profiling work: make bench-quick SUT=kamailio RATE=1200
+# BENCH_FLAGS="-pprof cpu.pprof -allocs allocs.pprof" (go run ./bench/sip -h lists every flag).
+.PHONY: bench-scale bench-quick
+bench-quick: SUT ?= ringroute
+bench-quick: SCENARIO ?= parallel
+bench-quick: MEDIA ?= direct
+bench-quick: RATE ?= 400
+bench-quick: DURATION ?= 10s
+bench-quick: ## one bench step (SUT= SCENARIO= MEDIA= RATE= DURATION=), one line with the knee figures and CPU per call
+	$(GO) run ./bench/sip -sut $(SUT) -scenario $(SCENARIO) -media $(MEDIA) -rate $(RATE) -duration $(DURATION) $(BENCH_FLAGS)
 
 soak: deps ## the soak of issue 9: mixed SIPp traffic and a reload every 10 s for SOAK (30m by default; SOAK=2m for CI); summary in bench/results/soak-DATE.txt
 	@scripts/soak.sh
