@@ -236,3 +236,39 @@ func (s *Server) awaitACK(tx sipmsg.ServerTransaction, res *sipmsg.Response, tra
 		}
 	}
 }
+
+// setupTable holds the INVITEs being set up, by Call-ID and From tag, with
+// their CSeq: the same call arriving again on a new branch must not ring
+// the group twice. The same CSeq is a merged request (482, RFC 3261
+// §8.2.2.2); another one arrives while the first has no final response yet
+// (500 with Retry-After, §14.2). Once the first has its final response, a
+// new CSeq is a new call (how a caller retries after a challenge).
+type setupTable struct {
+	mu sync.Mutex
+	m  map[string]uint32
+}
+
+// begin records req, or returns the code to refuse it with; done forgets
+// it once the INVITE has its final response.
+func (t *setupTable) begin(req *sipmsg.Request) (done func(), code int) {
+	ftag, _ := req.From().Params.Get("tag")
+	key := req.CallID().Value() + "\x00" + ftag
+	seq := req.CSeq().SeqNo
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil {
+		t.m = map[string]uint32{}
+	}
+	if old, ok := t.m[key]; ok {
+		if old == seq {
+			return nil, 482
+		}
+		return nil, 500
+	}
+	t.m[key] = seq
+	return func() {
+		t.mu.Lock()
+		delete(t.m, key)
+		t.mu.Unlock()
+	}, 0
+}

@@ -52,6 +52,16 @@ func (s *Server) guard(h func(*sipmsg.Request, sipmsg.ServerTransaction)) func(*
 			}
 			return
 		}
+		normalizeParams(req)
+		if lowerMethod(req) {
+			// sipgo upper-cases the request-line method; the CSeq keeps it
+			// as sent. Methods are case-sensitive (RFC 3261 §7.1): this is a
+			// method we do not know.
+			if !req.IsAck() {
+				_ = s.respond(req, tx, 501, reasonPhrase(501), sipmsg.NewHeader("Allow", allowed))
+			}
+			return
+		}
 		if !valid(req) {
 			if !req.IsAck() {
 				_ = s.respond(req, tx, 400, "Bad Request")
@@ -79,6 +89,21 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	// carries the same tag as our 180 and 200 (RFC 3261 §8.2.6.2).
 	tag := sipmsg.GenerateTagN(16)
 	req.To().Params.Add("tag", tag)
+	// The same call again while it is being set up (a retransmission with
+	// the same branch never gets here: its transaction absorbs it).
+	done, code := s.setups.begin(req)
+	if code != 0 {
+		var hdrs []sipmsg.Header
+		if code == 500 {
+			hdrs = append(hdrs, sipmsg.NewHeader("Retry-After", "1"))
+		}
+		_ = s.respond(req, tx, code, reasonPhrase(code), hdrs...)
+		return
+	}
+	defer done()
+	// The user part may carry escapes: sip:%36%30%30@ is sip:600@ (RFC 3261
+	// §19.1.4); routing, the CDR and the API see it unescaped.
+	req.Recipient.User = unescapeUser(req.Recipient.User)
 	_ = s.respond(req, tx, 100, "Trying")
 
 	cfg := s.Config()

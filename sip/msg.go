@@ -28,6 +28,10 @@ func (s *Server) respond(req *sipmsg.Request, tx sipmsg.ServerTransaction, code 
 	return tx.Respond(res)
 }
 
+// singleHeaders may appear once in a request (RFC 3261 §7.3.1, §20); sipgo
+// keeps the last of several.
+var singleHeaders = []string{"From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Length"}
+
 // valid reports whether req has the headers every request needs (RFC 3261
 // §8.1.1); sipgo parses requests without some of them.
 func valid(req *sipmsg.Request) bool {
@@ -38,12 +42,86 @@ func valid(req *sipmsg.Request) bool {
 	if via.Host == "" || via.ProtocolName != "SIP" || via.ProtocolVersion != "2.0" {
 		return false
 	}
+	for _, n := range singleHeaders {
+		if len(req.GetHeaders(n)) > 1 {
+			return false
+		}
+	}
 	if _, ok := from.Params.Get("tag"); !ok && req.Method != sipmsg.OPTIONS {
 		// A From tag is mandatory since RFC 3261; without it no dialog can
 		// be identified.
 		return false
 	}
 	return req.CSeq().MethodName == req.Method
+}
+
+// lowerMethod reports a request-line method sipgo upper-cased: the CSeq
+// method is the same but for case.
+func lowerMethod(req *sipmsg.Request) bool {
+	cs := req.CSeq()
+	return cs != nil && cs.MethodName != req.Method &&
+		sipmsg.RequestMethod(strings.ToUpper(string(cs.MethodName))) == req.Method
+}
+
+// normalizeParams trims the LWS RFC 3261 §25.1 allows around ';' and '='
+// from the parameters of From, To, the top Via and Contact: sipgo keeps it
+// (";tag = x" is the parameter " tag "), and a From tag not found is a 400.
+func normalizeParams(req *sipmsg.Request) {
+	trim := func(p sipmsg.HeaderParams) {
+		for i := range p {
+			p[i].K = strings.TrimSpace(p[i].K)
+			p[i].V = strings.TrimSpace(p[i].V)
+		}
+	}
+	if h := req.From(); h != nil {
+		trim(h.Params)
+	}
+	if h := req.To(); h != nil {
+		trim(h.Params)
+	}
+	if h := req.Via(); h != nil {
+		trim(h.Params)
+	}
+	if h := req.Contact(); h != nil {
+		trim(h.Params)
+	}
+}
+
+// unescapeUser decodes the %HH escapes of a URI user part (RFC 3261
+// §19.1.2); a user with a broken escape is returned as it is.
+func unescapeUser(u string) string {
+	if !strings.Contains(u, "%") {
+		return u
+	}
+	unhex := func(c byte) (byte, bool) {
+		switch {
+		case '0' <= c && c <= '9':
+			return c - '0', true
+		case 'a' <= c && c <= 'f':
+			return c - 'a' + 10, true
+		case 'A' <= c && c <= 'F':
+			return c - 'A' + 10, true
+		}
+		return 0, false
+	}
+	b := make([]byte, 0, len(u))
+	for i := 0; i < len(u); i++ {
+		if u[i] != '%' {
+			b = append(b, u[i])
+			continue
+		}
+		if i+2 >= len(u) {
+			return u
+		}
+		hi, ok1 := unhex(u[i+1])
+		lo, ok2 := unhex(u[i+2])
+		if !ok1 || !ok2 {
+			return u
+		}
+		b = append(b, hi<<4|lo)
+		i += 2
+	}
+	return string(b)
 }
 
 // quoted makes s safe inside a quoted-string display name: no line breaks

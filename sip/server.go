@@ -100,6 +100,7 @@ type Server struct {
 	cert atomic.Pointer[tls.Certificate]
 
 	dialogs  dialogTable
+	setups   setupTable
 	recent   recentLegs
 	draining atomic.Bool
 	calls    sync.WaitGroup
@@ -171,6 +172,9 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		// SDP offers with many codecs and ICE lines pass 1300 bytes; sipgo
 		// refuses UDP writes above UDPMTUSize-200 and has no fallback to TCP.
 		sipmsg.UDPMTUSize = 65000
+		// sipgo reads datagrams into a 32 KiB buffer and drops what it
+		// cut: take any UDP datagram (at most 65507 bytes of payload).
+		sipmsg.TransportBufferReadSize = 65535
 	})
 
 	ua, err := sipgo.NewUA(
