@@ -249,11 +249,9 @@ type setupTable struct {
 }
 
 // begin records req, or returns the code to refuse it with; done forgets
-// it once the INVITE has its final response.
+// it (end does the same from the paths that send the final response).
 func (t *setupTable) begin(req *sipmsg.Request) (done func(), code int) {
-	ftag, _ := req.From().Params.Get("tag")
-	key := req.CallID().Value() + "\x00" + ftag
-	seq := req.CSeq().SeqNo
+	key, seq := setupKey(req)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.m == nil {
@@ -266,9 +264,25 @@ func (t *setupTable) begin(req *sipmsg.Request) (done func(), code int) {
 		return nil, 500
 	}
 	t.m[key] = seq
-	return func() {
-		t.mu.Lock()
+	return func() { t.end(req) }, 0
+}
+
+// end forgets req as it gets its final response, before the response is
+// written: a caller that retries at once (after a 407, or a 486) must
+// find its Call-ID free, not win a race with the handler's return.
+func (t *setupTable) end(req *sipmsg.Request) {
+	if req.Method != sipmsg.INVITE || req.From() == nil || req.CallID() == nil || req.CSeq() == nil {
+		return
+	}
+	key, seq := setupKey(req)
+	t.mu.Lock()
+	if t.m[key] == seq {
 		delete(t.m, key)
-		t.mu.Unlock()
-	}, 0
+	}
+	t.mu.Unlock()
+}
+
+func setupKey(req *sipmsg.Request) (string, uint32) {
+	ftag, _ := req.From().Params.Get("tag")
+	return req.CallID().Value() + "\x00" + ftag, req.CSeq().SeqNo
 }

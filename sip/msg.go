@@ -25,6 +25,9 @@ func (s *Server) respond(req *sipmsg.Request, tx sipmsg.ServerTransaction, code 
 	for _, h := range hdrs {
 		res.AppendHeader(h)
 	}
+	if code >= 200 {
+		s.setups.end(req)
+	}
 	return tx.Respond(res)
 }
 

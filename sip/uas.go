@@ -132,6 +132,7 @@ func (a *uas) reject(code int) {
 	if a.final {
 		return
 	}
+	a.c.s.setups.end(a.req)
 	if err := a.tx.Respond(a.response(code, nil, "")); err != nil {
 		a.c.log.Debug("final response to caller failed", zap.Int("code", code), zap.Error(err))
 	}
@@ -184,6 +185,7 @@ func (a *uas) ok(body []byte, ct string, onAck func(*sipmsg.Request), onFail fun
 	}
 	res := a.response(200, body, ct)
 	a.answered = true
+	a.c.s.setups.end(a.req)
 	err := a.tx.Respond(res)
 	a.markFinal()
 	a.mu.Unlock()
