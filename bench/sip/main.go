@@ -143,7 +143,7 @@ func main() {
 	flag.DurationVar(&o.bound, "bound", 50*time.Millisecond, "a step passes when INVITE→200 p95 ≤ ring time + bound")
 	flag.BoolVar(&o.refine, "refine", true, "after the first failing step, try the midpoint once")
 	flag.IntVar(&o.retries, "retries", 2, "run a failed step again up to this many times when a core stalled -stall or longer during it")
-	flag.DurationVar(&o.stall, "stall", 100*time.Millisecond, "a step is disturbed when a core stalls this long (see stallMon)")
+	flag.DurationVar(&o.stall, "stall", 50*time.Millisecond, "a step is disturbed when a core stalls this long (see stallMon)")
 	flag.BoolVar(&o.tap, "tap", true, "with -rate: measure the added setup latency with the wire tap")
 	flag.StringVar(&o.out, "out", "", "results file (.md; a .json with every step goes beside it); default bench/results/DATE-HOST[-scale].md")
 	flag.StringVar(&o.ringroute, "ringroute", "", "use this ringroute binary instead of building ./cmd/ringroute")
