@@ -459,7 +459,8 @@ func runTorture(t *testing.T, m torture, tr string, want tortureWant) {
 // a retransmission is absorbed, a merged request (same Call-ID, From tag
 // and CSeq, another branch: RFC 3261 §8.2.2.2) gets 482, and a new INVITE
 // with a higher CSeq while the first has no final response yet gets 500
-// with Retry-After (§14.2). Once the first call has its final response a
+// with Retry-After (§14.2), and so does the same once more on a third
+// branch. Once the first call has its final response a
 // new CSeq is a new call: that is how a caller retries after a challenge.
 func TestTortureSequences(t *testing.T) {
 	first := tortureMessage(t, "seq-first-invite")
@@ -532,6 +533,17 @@ func TestTortureSequences(t *testing.T) {
 					}
 					if want.code == 500 && got.GetHeader("Retry-After") == nil {
 						t.Errorf("500 without Retry-After (RFC 3261 §14.2)")
+					}
+					// Refusing it must not have freed the first call's place:
+					// the same again on a third branch gets the same answer.
+					b3 := b2 + "-again"
+					w.write(t, bytes.Replace(fill(st.second.raw, vars), []byte(b2), []byte(b3), 1))
+					again := answerNotRing(t, w, member, want.String()+" for the third INVITE", func(m sipmsg.Message) bool {
+						r, ok := m.(*sipmsg.Response)
+						return ok && r.StatusCode > 100 && viaBranch(r) == b3
+					})
+					if again.StatusCode != want.code {
+						t.Errorf("third INVITE got %d %s, want %s", again.StatusCode, again.Reason, want)
 					}
 					member.quiet("second INVITE", isReq(sipmsg.INVITE), 100*time.Millisecond)
 				default:
