@@ -245,44 +245,46 @@ func (s *Server) awaitACK(tx sipmsg.ServerTransaction, res *sipmsg.Response, tra
 // new CSeq is a new call (how a caller retries after a challenge).
 type setupTable struct {
 	mu sync.Mutex
-	m  map[string]uint32
+	m  map[string]*sipmsg.Request // the INVITE that holds the place
 }
 
 // begin records req, or returns the code to refuse it with; done forgets
 // it (end does the same from the paths that send the final response).
 func (t *setupTable) begin(req *sipmsg.Request) (done func(), code int) {
-	key, seq := setupKey(req)
+	key := setupKey(req)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.m == nil {
-		t.m = map[string]uint32{}
+		t.m = map[string]*sipmsg.Request{}
 	}
 	if old, ok := t.m[key]; ok {
-		if old == seq {
+		if old.CSeq().SeqNo == req.CSeq().SeqNo {
 			return nil, 482
 		}
 		return nil, 500
 	}
-	t.m[key] = seq
+	t.m[key] = req
 	return func() { t.end(req) }, 0
 }
 
 // end forgets req as it gets its final response, before the response is
 // written: a caller that retries at once (after a 407, or a 486) must
-// find its Call-ID free, not win a race with the handler's return.
+// find its Call-ID free, not win a race with the handler's return. Only
+// the INVITE that holds the place frees it: the 482 or 500 that refuses
+// another one must not.
 func (t *setupTable) end(req *sipmsg.Request) {
 	if req.Method != sipmsg.INVITE || req.From() == nil || req.CallID() == nil || req.CSeq() == nil {
 		return
 	}
-	key, seq := setupKey(req)
+	key := setupKey(req)
 	t.mu.Lock()
-	if t.m[key] == seq {
+	if t.m[key] == req {
 		delete(t.m, key)
 	}
 	t.mu.Unlock()
 }
 
-func setupKey(req *sipmsg.Request) (string, uint32) {
+func setupKey(req *sipmsg.Request) string {
 	ftag, _ := req.From().Params.Get("tag")
-	return req.CallID().Value() + "\x00" + ftag, req.CSeq().SeqNo
+	return req.CallID().Value() + "\x00" + ftag
 }
