@@ -7,7 +7,7 @@ VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 CONFIG  ?= testdata/ringroute.yaml
 
-.PHONY: help build run test unit race e2e lint vet fmt check deps bench soak clean
+.PHONY: help build run test unit race e2e lint vet fmt check deps bench soak fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -61,6 +61,17 @@ bench-quick: RATE ?= 400
 bench-quick: DURATION ?= 10s
 bench-quick: ## one bench step (SUT= SCENARIO= MEDIA= RATE= DURATION=), one line with the knee figures and CPU per call
 	$(GO) run ./bench/sip -sut $(SUT) -scenario $(SCENARIO) -media $(MEDIA) -rate $(RATE) -duration $(DURATION) $(BENCH_FLAGS)
+
+FUZZTIME ?= 1m
+# package:target for every go test -fuzz target in the tree.
+FUZZ_TARGETS := ./config:FuzzParse ./media:FuzzSDP ./sip:FuzzDatagram ./registrar:FuzzVerify ./routing:FuzzCall ./strategy:FuzzPlan
+
+fuzz: ## run every fuzz target for FUZZTIME each (default 1m, one worker); a crash is saved under the package's testdata/fuzz
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$name ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) -parallel 1 $$pkg; \
+	done
 
 soak: deps ## the soak of issue 9: mixed SIPp traffic and a reload every 10 s for SOAK (30m by default; SOAK=2m for CI); summary in bench/results/soak-DATE.txt
 	@scripts/soak.sh
