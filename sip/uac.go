@@ -108,7 +108,14 @@ func (l *uac) build() (*sipmsg.Request, *sipgo.Client, int) {
 	if l.t.Destination != "" {
 		inv.SetDestination(l.t.Destination)
 	}
+	// Pin what sipgo would work out from the request-URI: unset, it
+	// recomputes both (a Route lookup, a Sprintf) on every write and
+	// retransmission of the INVITE and of its CANCEL.
 	tr := inv.Transport()
+	inv.SetTransport(tr)
+	if l.t.Destination == "" {
+		inv.SetDestination(inv.Destination())
+	}
 	client, ok := s.client(tr)
 	if !ok {
 		l.log.Warn("no listener for member transport", zap.String("transport", tr))
