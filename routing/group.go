@@ -387,7 +387,48 @@ func (c *Call) lookupGroup(name string) *config.Group {
 func (c *Call) planPass(g *groupRun) {
 	g.passes++
 	g.members, g.inUse = c.resolve(g)
-	mem := c.s.State.memory(g.g.Name)
+	// Calls that start together must not all begin with the same member
+	// of a round robin: the memory is claimed with the plan, and a plan
+	// made from memory another call changed meanwhile is made again.
+	for tries := 0; ; tries++ {
+		mem := c.s.State.memory(g.g.Name)
+		g.plan = c.planFrom(g, mem)
+		if c.s.State.claim(g.g.Name, mem.last, firstKey(g)) || tries == 8 {
+			break
+		}
+	}
+	g.next = 0
+	g.results = make([]result, len(g.members))
+	if c.s.Trace != nil {
+		var order []string
+		for _, a := range g.plan {
+			var same []string
+			for _, r := range a {
+				if r.Member >= 0 && r.Member < len(g.members) {
+					same = append(same, g.members[r.Member].key)
+				}
+			}
+			order = append(order, strings.Join(same, " + "))
+		}
+		c.trace(g.g.Name, TracePass, fmt.Sprintf("pass %d: %s", g.passes, strings.Join(order, ", ")))
+	}
+}
+
+// firstKey is the member a pass's plan rings first ("" for none).
+func firstKey(g *groupRun) string {
+	for _, a := range g.plan {
+		for _, r := range a {
+			if r.Member >= 0 && r.Member < len(g.members) {
+				return g.members[r.Member].key
+			}
+		}
+	}
+	return ""
+}
+
+// planFrom asks the strategy for a pass over g.members given the group's
+// memory.
+func (c *Call) planFrom(g *groupRun, mem groupMemory) []strategy.Attempt {
 	in := strategy.Input{
 		Members: make([]strategy.Member, len(g.members)),
 		Rand:    rand.New(rand.NewPCG(g.seed[0], g.seed[1])),
@@ -417,22 +458,7 @@ func (c *Call) planPass(g *groupRun) {
 			Answered: ms.answered,
 		}
 	}
-	g.plan = g.strat.Plan(in)
-	g.next = 0
-	g.results = make([]result, len(g.members))
-	if c.s.Trace != nil {
-		var order []string
-		for _, a := range g.plan {
-			var same []string
-			for _, r := range a {
-				if r.Member >= 0 && r.Member < len(g.members) {
-					same = append(same, g.members[r.Member].key)
-				}
-			}
-			order = append(order, strings.Join(same, " + "))
-		}
-		c.trace(g.g.Name, TracePass, fmt.Sprintf("pass %d: %s", g.passes, strings.Join(order, ", ")))
-	}
+	return g.strat.Plan(in)
 }
 
 // nextIndex is where round robin starts: the first ringable member after

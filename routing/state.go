@@ -203,6 +203,26 @@ func (s *State) tried(group, key string) {
 	s.group(group).last = key
 }
 
+// claim records first as the member a new pass of group rings first,
+// unless the group's memory is no longer last (another call planned or
+// answered since the caller read it): then it reports false and the
+// caller plans again.
+func (s *State) claim(group, last, first string) bool {
+	if s == nil {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	gs := s.group(group)
+	if gs.last != last {
+		return false
+	}
+	if first != "" {
+		gs.last = first
+	}
+	return true
+}
+
 // memKey names one member of one group, for answered and ended.
 type memKey struct{ group, key string }
 
