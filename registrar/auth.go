@@ -102,8 +102,16 @@ type Auth struct {
 
 	mu        sync.Mutex
 	counts    map[string]*ncEntry
+	order     []seenNonce // counts' nonces in the order they entered it, from head
+	head      int
 	floor     int64 // nonces issued at or before this (unix ns) may have been forgotten
 	lastPurge time.Time
+}
+
+// seenNonce is one entry of Auth.order.
+type seenNonce struct {
+	nonce  string
+	issued int64
 }
 
 type ncEntry struct {
@@ -380,6 +388,7 @@ func (a *Auth) count(nonce string, issued int64, nc uint32, now time.Time) ncVer
 		}
 		a.makeRoomLocked(now)
 		a.counts[nonce] = &ncEntry{issued: issued, max: nc, seen: 1}
+		a.order = append(a.order, seenNonce{nonce, issued})
 		return ncOK
 	}
 	if nc > e.max {
@@ -401,32 +410,42 @@ func (a *Auth) count(nonce string, issued int64, nc uint32, now time.Time) ncVer
 // makeRoomLocked forgets nonces past their lifetime, at most once a
 // lifetime (Verify refuses them as stale by their timestamp before it gets
 // here, so forgetting them is safe). When the table is still full it
-// forgets the oldest nonce and raises the floor: every nonce issued no
-// later than a forgotten one is then stale, so forgetting never lets a
-// replay through. Only this raises the floor, and the floor is never later
-// than a live nonce, so a wall clock stepping back does not make fresh
-// nonces stale unless the table is full.
+// forgets the nonce that entered it first and raises the floor to that
+// nonce's issue time: every nonce issued no later than a forgotten one is
+// then stale, so forgetting never lets a replay through. Only this raises
+// the floor, so a wall clock stepping back does not make fresh nonces
+// stale unless the table is full. Each call is O(1) but for the purge once
+// a lifetime: a full table under a registration storm must not cost a
+// scan per new nonce.
 func (a *Auth) makeRoomLocked(now time.Time) {
-	if len(a.counts) < a.maxN && now.Sub(a.lastPurge) < a.lifetime {
-		return
-	}
-	a.lastPurge = now
-	limit := now.Add(-a.lifetime).UnixNano()
-	for n, e := range a.counts {
-		if e.issued < limit {
-			delete(a.counts, n)
-		}
-	}
-	for len(a.counts) >= a.maxN {
-		var oldest string
-		var t int64
-		first := true
-		for n, e := range a.counts {
-			if first || e.issued < t {
-				oldest, t, first = n, e.issued, false
+	if now.Sub(a.lastPurge) >= a.lifetime {
+		a.lastPurge = now
+		limit := now.Add(-a.lifetime).UnixNano()
+		kept := a.order[:0]
+		for _, o := range a.order[a.head:] {
+			if e := a.counts[o.nonce]; e != nil && e.issued < limit {
+				delete(a.counts, o.nonce)
+				continue
+			}
+			if a.counts[o.nonce] != nil {
+				kept = append(kept, o)
 			}
 		}
-		delete(a.counts, oldest)
-		a.floor = max(a.floor, t)
+		clear(a.order[len(kept):])
+		a.order, a.head = kept, 0
+	}
+	for len(a.counts) >= a.maxN && a.head < len(a.order) {
+		o := a.order[a.head]
+		a.order[a.head] = seenNonce{}
+		a.head++
+		if _, ok := a.counts[o.nonce]; ok {
+			delete(a.counts, o.nonce)
+			a.floor = max(a.floor, o.issued)
+		}
+	}
+	if a.head > len(a.order)/2 {
+		n := copy(a.order, a.order[a.head:])
+		clear(a.order[n:])
+		a.order, a.head = a.order[:n], 0
 	}
 }
