@@ -480,23 +480,32 @@ func startDaemonLevel(t testing.TB, dir string, groups []group, level string) *d
 	if err := os.WriteFile(d.config, []byte(configYAMLLevel(d.sipPort, d.adminPort, d.cdr, groups, level)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	d.proc = startProc(t, "ringroute", dir, d.log, bin, "run", "-c", d.config)
+	d.proc = startRingroute(t, dir, bin, d.config, d.log, d.sipAddr(), 200)
+	return d
+}
+
+// startRingroute runs `ringroute run -c config`, logs its config and the
+// last logLines of its log if the test fails, and waits until it answers
+// OPTIONS over UDP and accepts TCP connections on sipAddr.
+func startRingroute(t testing.TB, dir, bin, config, log, sipAddr string, logLines int) *proc {
+	t.Helper()
+	p := startProc(t, "ringroute", dir, log, bin, "run", "-c", config)
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("ringroute config %s:\n%s", d.config, readFile(d.config))
-			t.Logf("ringroute log %s:\n%s", d.log, tail(d.log, 200))
+			t.Logf("ringroute config %s:\n%s", config, readFile(config))
+			t.Logf("ringroute log %s:\n%s", log, tail(log, logLines))
 		}
 	})
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if d.exited() {
-			t.Fatalf("ringroute exited with %d before it was ready:\n%s", d.code(), tail(d.log, 50))
+		if p.exited() {
+			t.Fatalf("ringroute exited with %d before it was ready:\n%s", p.code(), tail(log, 50))
 		}
-		if optionsOK(d.sipAddr(), 200*time.Millisecond) && tcpOK(d.sipAddr()) {
-			return d
+		if optionsOK(sipAddr, 300*time.Millisecond) && tcpOK(sipAddr) {
+			return p
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("ringroute not answering OPTIONS on udp and tcp %s after 10s:\n%s", d.sipAddr(), tail(d.log, 50))
+			t.Fatalf("ringroute not answering OPTIONS on udp and tcp %s after 10s:\n%s", sipAddr, tail(log, 50))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -129,26 +129,8 @@ func rlStartDaemon(t testing.TB, dir string, c rlConf) *rlDaemon {
 		client:    &http.Client{Timeout: 3 * time.Second},
 	}
 	d.writeConfig(t, "")
-	d.proc = startProc(t, "ringroute", dir, d.log, bin, "run", "-c", d.config)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("ringroute config %s:\n%s", d.config, readFile(d.config))
-			t.Logf("ringroute log %s:\n%s", d.log, tail(d.log, 120))
-		}
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if d.exited() {
-			t.Fatalf("ringroute exited with %d before it was ready:\n%s", d.code(), tail(d.log, 50))
-		}
-		if optionsOK(d.sipAddr(), 300*time.Millisecond) && tcpOK(d.sipAddr()) {
-			return d
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ringroute not answering OPTIONS on %s after 10s:\n%s", d.sipAddr(), tail(d.log, 50))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	d.proc = startRingroute(t, dir, bin, d.config, d.log, d.sipAddr(), 120)
+	return d
 }
 
 // writeConfig (re)writes the config file; comment goes on a first line so
