@@ -1,15 +1,11 @@
 package sip
 
 import (
-	"bufio"
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"io"
 	"net"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,11 +17,11 @@ import (
 
 // tlsPeer is a caller on a TLS connection to ringroute's tls:// listener.
 // It trusts only the certificate it is given, so a handshake that succeeds
-// proves which certificate ringroute presented.
+// proves which certificate ringroute presented. What it reads goes to the
+// embedded peer, so next, response and request work as for UDP peers.
 type tlsPeer struct {
-	t    *testing.T
+	*peer
 	conn *tls.Conn
-	in   chan sipmsg.Message
 }
 
 func certPool(t *testing.T, file string) *x509.CertPool {
@@ -53,55 +49,10 @@ func newTLSPeer(t *testing.T, addr, trust string) *tlsPeer {
 	if err != nil {
 		t.Fatalf("TLS handshake with ringroute: %v", err)
 	}
-	p := &tlsPeer{t: t, conn: c, in: make(chan sipmsg.Message, 64)}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		r := bufio.NewReader(c)
-		for {
-			m, err := readStreamMessage(r)
-			if err != nil {
-				if err != io.EOF && !strings.Contains(err.Error(), "closed") {
-					t.Errorf("tls caller: %v", err)
-				}
-				return
-			}
-			p.in <- m
-		}
-	}()
-	t.Cleanup(func() { c.Close(); <-done })
+	p := &tlsPeer{peer: &peer{t: t, name: "tls caller", in: make(chan sipmsg.Message, 64)}, conn: c}
+	closed := streamInto(t, c, p.peer)
+	t.Cleanup(func() { c.Close(); <-closed })
 	return p
-}
-
-// readStreamMessage frames one SIP message on a stream by Content-Length
-// (RFC 3261 §18.3), skipping keep-alive CRLFs.
-func readStreamMessage(r *bufio.Reader) (sipmsg.Message, error) {
-	var head bytes.Buffer
-	n := 0
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return nil, err
-		}
-		if line == "\r\n" {
-			if head.Len() == 0 {
-				continue
-			}
-			break
-		}
-		head.WriteString(line)
-		name, val, ok := strings.Cut(line, ":")
-		if ok && (strings.EqualFold(strings.TrimSpace(name), "Content-Length") || strings.TrimSpace(name) == "l") {
-			n, _ = strconv.Atoi(strings.TrimSpace(val))
-		}
-	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
-		return nil, err
-	}
-	head.WriteString("\r\n")
-	head.Write(body)
-	return sipmsg.ParseMessage(head.Bytes())
 }
 
 func (p *tlsPeer) local() string { return p.conn.LocalAddr().String() }
@@ -114,38 +65,6 @@ func (p *tlsPeer) send(msg string) {
 	if _, err := p.conn.Write([]byte(text)); err != nil {
 		p.t.Fatal(err)
 	}
-}
-
-func (p *tlsPeer) next(what string, ok func(sipmsg.Message) bool) sipmsg.Message {
-	p.t.Helper()
-	timeout := time.After(wait)
-	for {
-		select {
-		case m := <-p.in:
-			if ok(m) {
-				return m
-			}
-		case <-timeout:
-			p.t.Fatalf("tls caller: no %s", what)
-			return nil
-		}
-	}
-}
-
-func (p *tlsPeer) response(code int) *sipmsg.Response {
-	p.t.Helper()
-	return p.next(fmt.Sprint(code), func(m sipmsg.Message) bool {
-		r, ok := m.(*sipmsg.Response)
-		return ok && r.StatusCode == code
-	}).(*sipmsg.Response)
-}
-
-func (p *tlsPeer) request(method sipmsg.RequestMethod) *sipmsg.Request {
-	p.t.Helper()
-	return p.next(string(method), func(m sipmsg.Message) bool {
-		r, ok := m.(*sipmsg.Request)
-		return ok && r.Method == method
-	}).(*sipmsg.Request)
 }
 
 func tlsConfig(member, cert, key string) string {
@@ -195,16 +114,16 @@ Contact: <sip:caller@192.0.2.1:5061;transport=tls>
 Content-Type: application/sdp
 
 %s`, ap.Port(), caller.local(), cid, sdp))
-	caller.response(100)
+	caller.response(100, wait)
 	inv := member.request(sipmsg.INVITE, wait)
 	if !strings.Contains(inv.Via().Value(), "SIP/2.0/UDP") {
 		t.Errorf("member leg Via = %q, want UDP (the member's URI)", inv.Via().Value())
 	}
 	member.reply(inv, 180, "m1tag", "")
-	caller.response(180)
+	caller.response(180, wait)
 	member.reply(inv, 200, "m1tag", sdp)
 	member.request(sipmsg.ACK, wait)
-	okRes := caller.response(200)
+	okRes := caller.response(200, wait)
 	ct := okRes.Contact()
 	if ct == nil {
 		t.Fatal("200 without Contact")
@@ -234,7 +153,7 @@ Max-Forwards: 70
 
 `, inv.Contact().Address.String(), member.ip(), member.port(), inv.To().Value()+";tag=m1tag", inv.From().Value(), inv.CallID().Value()))
 	member.response(200, wait)
-	bye := caller.request(sipmsg.BYE)
+	bye := caller.request(sipmsg.BYE, wait)
 	if bye.CallID().Value() != cid {
 		t.Errorf("BYE Call-ID %q, want the caller's", bye.CallID().Value())
 	}
@@ -329,63 +248,39 @@ func TestTLSMember(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	msgs := make(chan sipmsg.Message, 16)
+	t.Cleanup(func() { ln.Close() })
 	conns := make(chan net.Conn, 1)
-	done := make(chan struct{})
 	go func() {
-		defer close(done)
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		conns <- c
-		r := bufio.NewReader(c)
-		for {
-			m, err := readStreamMessage(r)
-			if err != nil {
-				return
-			}
-			msgs <- m
+		if c, err := ln.Accept(); err == nil {
+			conns <- c
 		}
 	}()
-	t.Cleanup(func() {
-		ln.Close()
-		select {
-		case c := <-conns:
-			c.Close()
-		default:
-		}
-		<-done
-	})
 	port := ln.Addr().(*net.TCPAddr).Port
 	caller := newPeer(t, "caller")
 	startServer(t, tlsConfig(fmt.Sprintf("sip:m1@127.0.0.1:%d;transport=tls", port), "../testdata/tls/b.crt", "../testdata/tls/b.key"), caller)
 
 	caller.invite("600")
-	var inv *sipmsg.Request
+	var c net.Conn
 	select {
-	case m := <-msgs:
-		inv, _ = m.(*sipmsg.Request)
+	case c = <-conns:
 	case <-time.After(wait):
-		t.Fatal("the TLS member got no INVITE")
+		t.Fatal("ringroute opened no TLS connection to the member")
 	}
+	member := &peer{t: t, name: "tls member", in: make(chan sipmsg.Message, 16)}
+	closed := streamInto(t, c, member)
+	t.Cleanup(func() { c.Close(); <-closed })
+	first := func(sipmsg.Message) bool { return true }
+	inv, _ := member.next("INVITE", first, wait).(*sipmsg.Request)
 	if inv == nil || inv.Method != sipmsg.INVITE || !strings.Contains(inv.Via().Value(), "SIP/2.0/TLS") {
 		t.Fatalf("TLS member got %v, want an INVITE with a TLS Via", inv)
 	}
-	c := <-conns
-	conns <- c
 	busy := sipmsg.NewResponseFromRequest(inv, 486, "Busy Here", nil)
 	busy.To().Params.Add("tag", "m1tag")
 	if _, err := c.Write([]byte(busy.String())); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case m := <-msgs:
-		if r, ok := m.(*sipmsg.Request); !ok || r.Method != sipmsg.ACK {
-			t.Fatalf("after 486 the member got %q, want the ACK", m.String())
-		}
-	case <-time.After(wait):
-		t.Fatal("no ACK for the member's 486 on its TLS connection")
+	if m := member.next("ACK for the member's 486 on its TLS connection", first, wait); !isReq(sipmsg.ACK)(m) {
+		t.Fatalf("after 486 the member got %q, want the ACK", m.String())
 	}
 	caller.response(486, wait)
 }

@@ -154,7 +154,7 @@ type wire struct {
 	p      *peer
 	tcp    net.Conn
 	local  string
-	closed chan struct{} // TCP: the server closed the connection
+	closed <-chan struct{} // TCP: the server closed the connection
 }
 
 func (w *wire) write(t *testing.T, b []byte) {
@@ -186,10 +186,19 @@ func tcpWire(t *testing.T, s *Server, name string) *wire {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &wire{tcp: c, local: c.LocalAddr().String(), closed: make(chan struct{}),
+	w := &wire{tcp: c, local: c.LocalAddr().String(),
 		p: &peer{t: t, name: name, in: make(chan sipmsg.Message, 64)}}
+	w.closed = streamInto(t, c, w.p)
+	t.Cleanup(func() { c.Close(); <-w.closed })
+	return w
+}
+
+// streamInto feeds p every message ringroute sends on the stream c, until
+// c closes; the channel it returns is closed then.
+func streamInto(t *testing.T, c net.Conn, p *peer) <-chan struct{} {
+	closed := make(chan struct{})
 	go func() {
-		defer close(w.closed)
+		defer close(closed)
 		par := sipmsg.NewParser().NewSIPStream()
 		buf := make([]byte, 65535)
 		for {
@@ -198,22 +207,21 @@ func tcpWire(t *testing.T, s *Server, name string) *wire {
 				return
 			}
 			err = par.ParseSIPStream(buf[:n], func(m sipmsg.Message) {
-				w.p.mu.Lock()
-				w.p.seen = append(w.p.seen, m)
-				w.p.mu.Unlock()
+				p.mu.Lock()
+				p.seen = append(p.seen, m)
+				p.mu.Unlock()
 				select {
-				case w.p.in <- m:
+				case p.in <- m:
 				default: // nobody reads any more; never block the close
 				}
 			})
 			if err != nil && err != sipmsg.ErrParseSipPartial {
-				t.Errorf("%s: ringroute sent an unparsable message over TCP: %v", name, err)
+				t.Errorf("%s: ringroute sent an unparsable message over a stream: %v", p.name, err)
 				return
 			}
 		}
 	}()
-	t.Cleanup(func() { c.Close(); <-w.closed })
-	return w
+	return closed
 }
 
 func isFinalNot100(m sipmsg.Message) bool {
