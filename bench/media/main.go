@@ -34,6 +34,8 @@ import (
 	"time"
 
 	"github.com/ringroute/ringroute/media"
+
+	"github.com/ringroute/ringroute/bench/internal/pin"
 )
 
 type row struct {
@@ -62,7 +64,7 @@ func main() {
 	flag.Parse()
 
 	if *load {
-		pin(1)
+		pin.Self(1, 0)
 		runtime.GOMAXPROCS(1)
 		n, _ := strconv.Atoi(*callsFlag)
 		if err := runLoad(n, *warm, *dur); err != nil {
@@ -71,7 +73,7 @@ func main() {
 		}
 		return
 	}
-	pinned := pin(0)
+	pinned := pin.Self(0, 0)
 	runtime.GOMAXPROCS(1)
 	if !pinned {
 		fmt.Fprintln(os.Stderr, "bench/media: could not pin to a CPU; numbers are less stable")

@@ -95,6 +95,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ringroute/ringroute/bench/internal/pin"
 )
 
 type options struct {
@@ -191,7 +193,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench/sip: fewer than 2 CPUs; the SUT and the load share a core and the numbers mean little")
 	}
 	niceness = o.nice
-	pinSelf(cpuGen, o.nice)
+	pin.Self(cpuGen, o.nice)
 
 	e, err := setup(o)
 	if err != nil {

@@ -1,4 +1,6 @@
-package main
+// Package pin binds a benchmark process to one CPU, so that its own work
+// never lands on the core of the system it measures.
+package pin
 
 import (
 	"os"
@@ -7,11 +9,11 @@ import (
 	"unsafe"
 )
 
-// pinSelf binds every thread of the bench to one CPU (the load
-// generator's), so that its own work (reading /proc, the wire tap, HTTP to
-// the daemon) never lands on the core of the system under test, and gives
-// each the nice value nice. Threads the runtime starts later inherit both.
-func pinSelf(cpu, nice int) bool {
+// Self binds every thread of this process to cpu and, when nice is not 0,
+// gives each that nice value. Threads the runtime starts later inherit
+// both from the thread that creates them, so calling it first thing in
+// main pins the whole process. It reports whether every thread was bound.
+func Self(cpu, nice int) bool {
 	var mask [16]uint64
 	mask[cpu/64] = 1 << (cpu % 64)
 	tasks, err := os.ReadDir("/proc/self/task")

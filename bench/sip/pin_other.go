@@ -1,5 +1,0 @@
-//go:build !linux
-
-package main
-
-func pinSelf(int, int) bool { return false }
