@@ -33,9 +33,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ringroute/ringroute/media"
-
 	"github.com/ringroute/ringroute/bench/internal/pin"
+	"github.com/ringroute/ringroute/media"
 )
 
 type row struct {
