@@ -184,7 +184,14 @@ func (s *session) handle(e *endpoint, b []byte, src netip.AddrPort) {
 	if !ok {
 		return
 	}
+	// Counted before the write, so whoever sees the packet arrive also
+	// sees it in Stats; a failed write takes it back.
+	c := &s.count[e.side]
+	c.packets.Add(1)
+	c.bytes.Add(uint64(len(b)))
 	if _, err := o.conn.WriteToUDPAddrPort(b, d); err != nil {
+		c.packets.Add(^uint64(0))
+		c.bytes.Add(^uint64(len(b) - 1))
 		s.drained.Add(1)
 		return
 	}
@@ -226,11 +233,8 @@ func (s *session) route(e *endpoint, b []byte, src netip.AddrPort) (o *endpoint,
 	return o, *dp, ps, now, true
 }
 
-// sent accounts a forwarded packet and hands it to the recorder.
+// sent hands a forwarded packet to the recorder.
 func (s *session) sent(e *endpoint, b []byte, ps *peerState, now int64) {
-	c := &s.count[e.side]
-	c.packets.Add(1)
-	c.bytes.Add(uint64(len(b)))
 	if e.kind == kindRTP {
 		if r := s.rec.Load(); r != nil && r.stream == e.stream {
 			r.push(e.side, b, ps, now)
