@@ -321,10 +321,11 @@ type Clock interface {
 // Timer is a pending Clock.AfterFunc.
 type Timer interface{ Stop() bool }
 
-// Executor carries out a call's actions. Execute is called on the call's
-// Runner goroutine, one action at a time, and must not block: network work
-// happens on the executor's own goroutines, whose results come back as
-// events through Runner.Post.
+// Executor carries out a call's actions. Execute is called on the goroutine
+// that runs the call's Runner, one action at a time, and must not block:
+// network work is waited for elsewhere (the executor's own goroutines, or
+// its wait beside Runner.Wake), and its results come back as events through
+// Runner.Post.
 type Executor interface {
 	Execute(a Action)
 }

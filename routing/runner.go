@@ -9,7 +9,8 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-// Runner drives one Call on its own goroutine: events posted from any
+// Runner drives one Call on one goroutine (Run, or the Begin/Turn/End steps
+// inside a caller's own wait loop): events posted from any
 // goroutine and timer ticks go in one queue, Call.Step turns them into
 // actions, the Executor carries them out.
 //
@@ -32,6 +33,7 @@ type Runner struct {
 	done chan struct{}
 
 	// Run's goroutine only.
+	call    *Call
 	timer   Timer     // nil when none is pending
 	timerAt time.Time // what timer was armed for
 	gen     uint64    // of timer; a firing of an older one is stale
@@ -79,29 +81,66 @@ func (r *Runner) Post(ev Event) {
 
 // Run runs the call until it is Over. It blocks; call it on a new goroutine.
 func (r *Runner) Run() {
-	defer close(r.done)
-	defer r.stop()
-
-	call, acts := Start(r.clk.Now(), r.setup)
-	r.execute(acts)
-	for !call.Over() {
-		r.arm(call)
-		<-r.notify
-		for _, ev := range r.take() {
-			if call.Over() {
-				break
-			}
-			if f, ok := ev.(fired); ok {
-				if f.gen != r.gen {
-					continue // stopped or replaced after it fired
-				}
-				r.timer = nil // spent: arm must set a new one
-				ev = Tick{}
-			}
-			r.debug("event", ev)
-			r.execute(call.Step(r.clk.Now(), ev))
-		}
+	r.Begin()
+	for r.Turn() {
+		<-r.Wake()
 	}
+	r.End()
+}
+
+// The Begin, Wake, Turn and End steps let a caller run the call inside its
+// own wait loop, so that one goroutine can wait on the call's events and on
+// whatever else the call owns (sip waits on its legs' transactions there
+// instead of spending a goroutine on each):
+//
+//	r.Begin()
+//	for r.Turn() {
+//		select { case <-r.Wake(): ...; case <-other: ... }
+//	}
+//	r.End()
+//
+// Every step must run on the same goroutine.
+
+// Begin starts the call: its first actions are carried out.
+func (r *Runner) Begin() {
+	call, acts := Start(r.clk.Now(), r.setup)
+	r.call = call
+	r.execute(acts)
+}
+
+// Wake is ready when an event has been posted (or the timer fired).
+func (r *Runner) Wake() <-chan struct{} { return r.notify }
+
+// Turn steps the call through every event queued so far and arms its timer.
+// It reports whether the call goes on.
+func (r *Runner) Turn() bool {
+	call := r.call
+	for _, ev := range r.take() {
+		if call.Over() {
+			break
+		}
+		if f, ok := ev.(fired); ok {
+			if f.gen != r.gen {
+				continue // stopped or replaced after it fired
+			}
+			r.timer = nil // spent: arm must set a new one
+			ev = Tick{}
+		}
+		r.debug("event", ev)
+		r.execute(call.Step(r.clk.Now(), ev))
+	}
+	if call.Over() {
+		return false
+	}
+	r.arm(call)
+	return true
+}
+
+// End refuses further events and stops the timer, so nothing of the call
+// outlives it; Done is closed.
+func (r *Runner) End() {
+	r.stop()
+	close(r.done)
 }
 
 // Done is closed when Run has returned.

@@ -39,13 +39,19 @@ type call struct {
 
 	decisions  decisions
 	reinviting bool // an in-dialog INVITE is being relayed
+
+	// run's goroutine only.
+	ready   chan *uac // a leg whose INVITE went out from a goroutine of its own
+	dialing int       // legs yet to come back through ready
+	aborted bool      // the server's closing was seen
+	waits   waitSet
 }
 
 var _ routing.Executor = (*call)(nil)
 
-// Execute carries out one routing action. It runs on the call's runner
-// goroutine and must not block: anything that waits on the network runs on
-// the leg's or the caller side's own goroutine.
+// Execute carries out one routing action. It runs on the call's goroutine
+// (run) and must not block: anything that waits on the network runs on a
+// goroutine of its own or is waited for in run.
 func (c *call) Execute(act routing.Action) {
 	switch a := act.(type) {
 	case routing.StartLeg:
@@ -55,7 +61,7 @@ func (c *call) Execute(act routing.Action) {
 		c.legOrder = append(c.legOrder, l)
 		c.mu.Unlock()
 		c.s.live.legs.Add(1)
-		c.s.spawn(l.run)
+		l.start()
 	case routing.CancelLeg:
 		if l := c.legs[a.Leg]; l != nil {
 			l.cancel(a)

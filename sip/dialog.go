@@ -10,7 +10,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ringroute/ringroute/media"
-	"github.com/ringroute/ringroute/routing"
 )
 
 // dialog is one side of a bridged call as RFC 3261 §12 defines it: what we
@@ -75,6 +74,11 @@ func (d *dialog) newRequest(m sipmsg.RequestMethod, seq uint32) *sipmsg.Request 
 	req.SetTransport(d.transport)
 	if d.destination != "" && len(d.routeSet) == 0 {
 		req.SetDestination(d.destination)
+	} else {
+		// What sipgo would work out (the first Route, else the
+		// Request-URI), once: unset, it does so on every write and
+		// retransmission, a Route header and a Sprintf each time.
+		req.SetDestination(req.Destination())
 	}
 	return req
 }
@@ -143,72 +147,14 @@ func (t *dialogTable) match(req *sipmsg.Request) (dialogRef, bool) {
 	return r, ok
 }
 
-// recentLegs remembers the Call-IDs of B-legs that ended, for as long as a
-// member may still retransmit a 2xx (64*T1). A 2xx that arrives after its
-// transaction is gone (sipgo hands those to the stray-response handler) is
-// ACKed and BYEd only when its Call-ID is ours: answering stray 2xx from
-// anyone would let a forged response make us send requests to any address.
-type recentLegs struct {
-	mu    sync.Mutex
-	m     map[string]time.Time
-	clock routing.Clock
-	stop  routing.Timer
-}
-
-func (r *recentLegs) init(clk routing.Clock) {
-	r.m = map[string]time.Time{}
-	r.clock = clk
-}
-
-func (r *recentLegs) add(callID string) {
-	now := r.clock.Now()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.m[callID] = now
-	if r.stop == nil {
-		r.stop = r.clock.AfterFunc(sipmsg.Timer_M, r.sweep)
-	}
-}
-
-func (r *recentLegs) has(callID string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	_, ok := r.m[callID]
-	return ok
-}
-
-func (r *recentLegs) sweep() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	cut := r.clock.Now().Add(-2 * sipmsg.Timer_M)
-	for k, t := range r.m {
-		if t.Before(cut) {
-			delete(r.m, k)
-		}
-	}
-	r.stop = nil
-	if len(r.m) > 0 {
-		r.stop = r.clock.AfterFunc(sipmsg.Timer_M, r.sweep)
-	}
-}
-
-func (r *recentLegs) close() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.stop != nil {
-		r.stop.Stop()
-		r.stop = nil
-	}
-}
-
 // errNoACK: a 2xx went unacknowledged for 64*T1.
 var errNoACK = errors.New("no ACK for 64*T1")
 
-// awaitACK keeps sending a 2xx on tx until its ACK comes on acked (RFC
+// awaitACK keeps sending a 2xx until its ACK comes on acked (RFC
 // 3261 §13.3.1.4: the transaction layer does not retransmit 2xx; over UDP
 // the TU does, from T1 doubling up to T2). It gives up after 64*T1
 // (errNoACK), or when stop closes or the server closes (nil, nil).
-func (s *Server) awaitACK(tx sipmsg.ServerTransaction, res *sipmsg.Response, transport string, acked <-chan *sipmsg.Request, stop <-chan struct{}) (*sipmsg.Request, error) {
+func (s *Server) awaitACK(res *sipmsg.Response, transport string, acked <-chan *sipmsg.Request, stop <-chan struct{}) (*sipmsg.Request, error) {
 	reliable := sipmsg.IsReliable(transport)
 	interval := sipmsg.T1
 	deadline := time.NewTimer(64 * sipmsg.T1)
@@ -221,7 +167,9 @@ func (s *Server) awaitACK(tx sipmsg.ServerTransaction, res *sipmsg.Response, tra
 			return ack, nil
 		case <-tick.C:
 			if !reliable {
-				if err := tx.Respond(res); err != nil {
+				// Straight to the transport: the INVITE transaction
+				// is gone at its 2xx (Timer L is 0, see linger).
+				if err := s.srv.WriteResponse(res); err != nil {
 					s.log.Debug("2xx retransmission failed", zap.Error(err))
 				}
 				interval = min(2*interval, sipmsg.T2)

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+	"weak"
 
 	sipmsg "github.com/emiago/sipgo/sip"
 	"go.uber.org/zap"
@@ -76,6 +77,12 @@ func (s *Server) guard(h func(*sipmsg.Request, sipmsg.ServerTransaction)) func(*
 // requires the handler not to return before the final response is sent:
 // when it returns sipgo ends the transaction.
 func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	// sipgo drops an INVITE's transaction at its 2xx (Timer L is 0, see
+	// linger), so a retransmission of it can get here. It is absorbed, as
+	// in RFC 6026's Accepted state: the 2xx goes out again from awaitACK.
+	if cid, branch, ok := txKey(req); ok && !s.invites.first(cid, branch) {
+		return
+	}
 	if req.Contact() == nil {
 		_ = s.respond(req, tx, 400, "Bad Request")
 		return
@@ -108,10 +115,18 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 
 	cfg := s.Config()
 	callID := req.CallID().Value()
-	log := s.log.WithLazy(zap.String("call_id", callID))
+	// Built for the calls that need it (rejected, authenticated, pickups):
+	// a routed call gets one logger, with its group, in startCall.
+	var log *zap.Logger
+	callLog := func() *zap.Logger {
+		if log == nil {
+			log = s.log.WithLazy(zap.String("call_id", callID))
+		}
+		return log
+	}
 	user := "" // the authenticated caller, once it has proved it
 	reject := func(code int, why string, hdrs ...sipmsg.Header) {
-		log.Info("call rejected", zap.Int("code", code), zap.String("why", why),
+		callLog().Info("call rejected", zap.Int("code", code), zap.String("why", why),
 			zap.String("from", req.From().Address.String()), zap.String("user", user), zap.String("source", req.Source()))
 		_ = s.respond(req, tx, code, reasonPhrase(code), hdrs...)
 		s.writeRejected(req, code, user)
@@ -141,13 +156,13 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		// Not a trunk: a configured user proving who it is, or nobody.
 		// Nothing is rung for a caller that is neither (no open relay).
 		var r authResult
-		if user, r = s.authenticate(cfg, req, tx, log); r != authOK {
+		if user, r = s.authenticate(cfg, req, tx, callLog()); r != authOK {
 			return
 		}
 	}
 	num := req.Recipient.User
 	if isPickup(cfg, num) {
-		s.onPickup(cfg, req, tx, tag, user, log)
+		s.onPickup(cfg, req, tx, tag, user, callLog())
 		return
 	}
 	g := cfg.GroupByNumber(num)
@@ -160,11 +175,10 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		reject(404, "no group or user has this number")
 		return
 	}
-	s.startCall(cfg, g, req, tx, tag, user, log.WithLazy(zap.String("group", g.Name)))
+	s.startCall(cfg, g, req, tx, tag, user, s.log.WithLazy(zap.String("call_id", callID), zap.String("group", g.Name)))
 }
 
-// startCall runs one call and blocks until the caller has its final
-// response.
+// startCall runs one call to its end.
 func (s *Server) startCall(cfg *config.Config, g *config.Group, req *sipmsg.Request, tx sipmsg.ServerTransaction, tag, user string, log *zap.Logger) {
 	c := &call{s: s, log: log, cfg: cfg, group: g, start: time.Now(), legs: map[routing.LegID]*uac{}}
 	c.a = newUAS(c, req, tx, tag)
@@ -191,24 +205,28 @@ func (s *Server) startCall(cfg *config.Config, g *config.Group, req *sipmsg.Requ
 		Rand:      s.newRand(),
 	}, s.clock, c, s.log) // the runner adds call_id and group itself
 	s.dialogs.add(c.a.callID, tag, dialogRef{call: c})
-	if !tx.OnCancel(func(*sipmsg.Request) { c.a.onCancel() }) {
+	// The transaction may outlive the call (see linger); held weakly,
+	// the call can be collected once it is over.
+	wa := weak.Make(c.a)
+	if !tx.OnCancel(func(*sipmsg.Request) {
+		if a := wa.Value(); a != nil {
+			a.onCancel()
+		}
+	}) {
 		// The CANCEL beat us to it.
 		c.a.onCancel()
 	}
 	s.calls.Add(1)
 	s.live.calls.Add(1)
 	s.active.Store(c, struct{}{})
-	s.spawn(func() {
-		c.runner.Run()
-		c.cleanup()
-	})
-	select {
-	case <-c.a.finalSent:
-	case <-tx.Done():
-		// The transaction died without a final response (transport error):
-		// the caller is gone.
-		c.post(routing.CallerCancelled{})
-	}
+	c.ready = make(chan *uac)
+	// The INVITE's own goroutine runs the call to its end (sipgo needs it
+	// blocked until the final response anyway); Close waits for it like
+	// for any goroutine of ours.
+	s.bg.Add(1)
+	defer s.bg.Done()
+	c.run()
+	c.cleanup()
 }
 
 // allowSource applies limits.requests_per_source to sources that are not
@@ -326,10 +344,15 @@ func (s *Server) onAck(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 func (s *Server) onBye(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	r, ok := s.dialogs.match(req)
 	if !ok {
+		if cid, branch, ok := txKey(req); ok && s.byes.has(cid, branch) {
+			// Our 200 was lost and the BYE's transaction is gone.
+			s.acceptBye(req, tx)
+			return
+		}
 		_ = s.respond(req, tx, 481, reasonPhrase(481))
 		return
 	}
-	_ = s.respond(req, tx, 200, "OK")
+	s.acceptBye(req, tx)
 	if p := r.pick; p != nil {
 		if p.u.onBye() {
 			r.call.log.Debug("picker hung up")
@@ -350,6 +373,10 @@ func (s *Server) onBye(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		}
 		if a.onBye() {
 			r.call.log.Debug("caller hung up")
+			// A BYE in the dialog shows the caller has our 200: its ACK
+			// was lost or is late, and sending the 200 again would
+			// only cross the BYE's own 200.
+			a.stop()
 			r.call.post(routing.CallerEnded{})
 		}
 		return
@@ -360,9 +387,30 @@ func (s *Server) onBye(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	}
 }
 
+// acceptBye answers a BYE with 200 and ends its transaction at once: a
+// retransmission finds the BYE in byes instead and gets its 200 again.
+// That leaves a hash in a map the GC does not scan where sipgo's Timer J
+// would keep the BYE and its response.
+func (s *Server) acceptBye(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	if cid, branch, ok := txKey(req); ok {
+		s.byes.add(cid, branch)
+	}
+	_ = s.respond(req, tx, 200, "OK")
+	tx.Terminate()
+}
+
 // onUnmatchedCancel: CANCELs that match an INVITE never get here (sipgo
 // answers them and sends 487); what is left matches nothing.
+//
+// A CANCEL for an INVITE we have answered 2xx finds no transaction either
+// (sipgo drops it at the 2xx, see linger), but the INVITE is in invites
+// (a CANCEL has its INVITE's branch, RFC 3261 §9.1): it gets 200 and
+// changes nothing, as it would have from the transaction (§9.2).
 func (s *Server) onUnmatchedCancel(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	if cid, branch, ok := txKey(req); ok && s.invites.has(cid, branch) {
+		_ = s.respond(req, tx, 200, "OK")
+		return
+	}
 	_ = s.respond(req, tx, 481, reasonPhrase(481))
 }
 

@@ -193,15 +193,7 @@ Content-Type: application/sdp
 	}
 
 	// The caller hangs up; the relay's ports go back to the pool.
-	caller.send(fmt.Sprintf(`BYE %s SIP/2.0
-Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-rbye
-From: %s
-To: %s
-Call-ID: %s
-CSeq: 2 BYE
-Max-Forwards: 70
-
-`, ok.Contact().Address.String(), caller.port(), ok.From().Value(), ok.To().Value(), cid))
+	caller.inDialogBye(ok, 2)
 	bye := m.request(sipmsg.BYE, wait)
 	m.reply(bye, 200, "", "")
 	rec := cdrs.wait(t, 1)[0]

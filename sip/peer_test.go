@@ -197,7 +197,14 @@ const sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0
 func (p *peer) invite(number string) string {
 	p.t.Helper()
 	cid := "test-" + sipmsg.GenerateTagN(10)
-	p.send(fmt.Sprintf(`INVITE sip:%s@127.0.0.1:%d SIP/2.0
+	p.send(p.inviteText(number, cid))
+	return cid
+}
+
+// inviteText is the INVITE invite sends for Call-ID cid; sent again, it is
+// a retransmission (same branch).
+func (p *peer) inviteText(number, cid string) string {
+	return fmt.Sprintf(`INVITE sip:%s@127.0.0.1:%d SIP/2.0
 Via: SIP/2.0/UDP `+p.ip()+`:%d;branch=z9hG4bK-%s
 From: "Alice" <sip:+15551234@`+p.ip()+`:%d>;tag=caller1
 To: <sip:%s@127.0.0.1:%d>
@@ -207,8 +214,7 @@ Max-Forwards: 70
 Contact: <sip:caller@`+p.ip()+`:%d>
 Content-Type: application/sdp
 
-%s`, number, p.to.Port, p.port(), cid, p.port(), number, p.to.Port, cid, p.port(), sdp))
-	return cid
+%s`, number, p.to.Port, p.port(), cid, p.port(), number, p.to.Port, cid, p.port(), sdp)
 }
 
 // startServer runs ringroute on cfgText, with %UDP% replaced by a free

@@ -159,6 +159,9 @@ wait:
 		_ = s.respond(req, tx, 408, reasonPhrase(408))
 		return
 	}
+	if isInvite && final.StatusCode >= 300 {
+		s.rememberFailed(out, out.Recipient.String())
+	}
 	res := sipmsg.NewResponseFromRequest(req, final.StatusCode, final.Reason, nil)
 	res.AppendHeader(sipmsg.NewHeader("Server", s.agent))
 	if final.IsSuccess() && (isInvite || req.Method == sipmsg.UPDATE) {
@@ -219,7 +222,7 @@ wait:
 		return
 	}
 	// The call may end first: its ACK may come after the BYE.
-	if _, err := s.awaitACK(tx, res, src.transport, p.acked, c.a.stopped); err != nil {
+	if _, err := s.awaitACK(res, src.transport, p.acked, c.a.stopped); err != nil {
 		log.Info("no ACK for relayed re-INVITE 2xx")
 		if p.forward != nil {
 			sendAck(nil, "")

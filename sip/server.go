@@ -5,9 +5,12 @@
 //
 // Decisions about a call (who rings, who wins, where it falls back) are made
 // in package routing; this package only carries them out and reports what
-// the network said. Each call has one routing.Runner goroutine; sipgo's
-// per-message goroutines only post events to it, which absorbs sipgo
-// delivering messages of one dialog out of order.
+// the network said. Each call has one goroutine, the one sipgo gave its
+// INVITE (call.run): it steps the call's routing.Runner and, in the same
+// select, follows the caller's and every ringing leg's INVITE transaction,
+// so a ringing call costs one goroutine however many phones it rings.
+// sipgo's per-message goroutines for everything else only post events to
+// it, which absorbs sipgo delivering messages of one dialog out of order.
 //
 // sipgo's own "sip" package is imported as sipmsg throughout, so it never
 // clashes with this one.
@@ -99,9 +102,19 @@ type Server struct {
 	// without a restart.
 	cert atomic.Pointer[tls.Certificate]
 
-	dialogs  dialogTable
-	setups   setupTable
-	recent   recentLegs
+	dialogs dialogTable
+	setups  setupTable
+	// What is left of transactions sipgo no longer keeps (see linger):
+	// recent has the Call-IDs of legs that ended, for stray 2xx; invites
+	// the INVITEs that reached us, so a retransmission that outlives its
+	// transaction is absorbed, not taken for a new call; byes the BYEs we
+	// accepted, so a retransmitted one gets its 200 again, not a 481;
+	// failed the INVITEs of ours that got a failure, so a retransmitted
+	// failure is ACKed again.
+	recent   set
+	invites  set
+	byes     set
+	failed   recent[*ackTarget]
 	draining atomic.Bool
 	calls    sync.WaitGroup
 	active   sync.Map // *call -> struct{}: calls whose runner is still running
@@ -164,7 +177,10 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	s.flood = newSourceLimiter(cfg.Limits.RequestsPerSource, s.clock.Now)
 	s.limiter = registrar.NewFailureLimiter(cfg.Limits.AuthFailuresPerSource, registrar.LimiterOptions{Now: s.clock.Now})
 	s.dialogs.m = map[string]dialogRef{}
-	s.recent.init(s.clock)
+	s.recent.init(s.clock, recentKeep)
+	s.invites.init(s.clock, recentKeep)
+	s.byes.init(s.clock, recentKeep)
+	s.failed.init(s.clock, linger)
 
 	slogger := newSlog(s.log)
 	setDefaultLoggerOnce.Do(func() {
@@ -523,6 +539,9 @@ func (s *Server) Close() error {
 	s.closers = nil
 	s.listening.Wait()
 	s.recent.close()
+	s.invites.close()
+	s.byes.close()
+	s.failed.close()
 	err := s.ua.Close()
 	if rerr := s.reg.Close(); rerr != nil {
 		s.log.Error("registrar state file", zap.Error(rerr))

@@ -77,15 +77,7 @@ func TestAnsweredCallEndToEnd(t *testing.T) {
 		return ok && r.StatusCode == 180
 	}, 100*time.Millisecond)
 
-	caller.send(fmt.Sprintf(`BYE %s SIP/2.0
-Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-bye1
-From: %s
-To: %s
-Call-ID: %s
-CSeq: 2 BYE
-Max-Forwards: 70
-
-`, ok.Contact().Address.String(), caller.port(), ok.From().Value(), ok.To().Value(), cid))
+	caller.inDialogBye(ok, 2)
 	caller.response(200, wait)
 	bye := member.request(sipmsg.BYE, wait)
 	if bye.CallID().Value() != inv.CallID().Value() || tag(bye.To()) != "m1tag" {
@@ -185,15 +177,7 @@ func TestForked2xxWithOtherTagIsByed(t *testing.T) {
 	ok := caller.response(200, wait)
 	caller.ackFor(ok)
 	// Hang up to end the test's call.
-	caller.send(fmt.Sprintf(`BYE %s SIP/2.0
-Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-bye2
-From: %s
-To: %s
-Call-ID: %s
-CSeq: 2 BYE
-Max-Forwards: 70
-
-`, ok.Contact().Address.String(), caller.port(), ok.From().Value(), ok.To().Value(), ok.CallID().Value()))
+	caller.inDialogBye(ok, 2)
 	b := m.request(sipmsg.BYE, wait)
 	if tag(b.To()) != "first" {
 		t.Errorf("caller's BYE went to %q", tag(b.To()))
@@ -491,15 +475,7 @@ func TestJunkDoesNotRingAnyone(t *testing.T) {
 	m.request(sipmsg.ACK, wait)
 	ok := caller.response(200, wait)
 	caller.ackFor(ok)
-	caller.send(fmt.Sprintf(`BYE %s SIP/2.0
-Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-jbye
-From: %s
-To: %s
-Call-ID: %s
-CSeq: 2 BYE
-Max-Forwards: 70
-
-`, ok.Contact().Address.String(), caller.port(), ok.From().Value(), ok.To().Value(), ok.CallID().Value()))
+	caller.inDialogBye(ok, 2)
 	bye := m.request(sipmsg.BYE, wait)
 	m.reply(bye, 200, "", "")
 }

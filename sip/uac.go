@@ -2,6 +2,7 @@ package sip
 
 import (
 	"context"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	sipgo "github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/ringroute/ringroute/media"
 	"github.com/ringroute/ringroute/routing"
@@ -32,16 +34,23 @@ type uac struct {
 	c   *call
 	id  routing.LegID
 	t   routing.Target
-	log *zap.Logger
+	log legLog
 
 	inv    *sipmsg.Request
-	wake   chan struct{}
 	status legState
+
+	// The call's goroutine only: the wait on the INVITE's transaction.
+	waiting bool        // call.run waits on tx
+	ringing bool        // counted in live.ringing
+	giveUp  *time.Timer // see giveUpIn; nil when not armed
+	dialTx  sipmsg.ClientTransaction
+	dialErr error
 
 	mu            sync.Mutex
 	tx            sipmsg.ClientTransaction
 	provisional   bool
 	pendingCancel *routing.CancelLeg
+	lastSend      chan struct{} // closed when the leg's last inOrder send is done
 	cancelSent    bool
 	answered      bool
 	res           *sipmsg.Response // the 2xx that answered
@@ -52,12 +61,24 @@ type uac struct {
 }
 
 func (c *call) newLeg(a routing.StartLeg) *uac {
-	return &uac{
-		c:    c,
-		id:   a.Leg,
-		t:    a.Target,
-		log:  c.log.WithLazy(zap.Int("leg", int(a.Leg)), zap.String("member", a.Target.Member)),
-		wake: make(chan struct{}, 1),
+	l := &uac{c: c, id: a.Leg, t: a.Target}
+	l.log = legLog{l}
+	return l
+}
+
+// legLog logs for a leg with its number and member. The fields are added
+// when an entry is written, not kept in a logger of the leg's own: most
+// legs log nothing, and a zap child logger costs each of them an
+// allocation or three.
+type legLog struct{ l *uac }
+
+func (g legLog) Debug(msg string, f ...zap.Field) { g.write(zap.DebugLevel, msg, f) }
+func (g legLog) Info(msg string, f ...zap.Field)  { g.write(zap.InfoLevel, msg, f) }
+func (g legLog) Warn(msg string, f ...zap.Field)  { g.write(zap.WarnLevel, msg, f) }
+
+func (g legLog) write(lvl zapcore.Level, msg string, f []zap.Field) {
+	if ce := g.l.c.log.Check(lvl, msg); ce != nil {
+		ce.Write(append([]zap.Field{zap.Int("leg", int(g.l.id)), zap.String("member", g.l.t.Member)}, f...)...)
 	}
 }
 
@@ -144,8 +165,17 @@ func (l *uac) build() (*sipmsg.Request, *sipgo.Client, int) {
 	return inv, client, 0
 }
 
-// run sends the INVITE and follows its transaction to the end of ringing.
-func (l *uac) run() {
+// start sends the INVITE. It runs on the call's goroutine (Execute), which
+// then waits on the leg's transaction in call.run; a leg spends no
+// goroutine of its own while it rings. Opening a connection or resolving a
+// name may block, so for those the INVITE goes out from a goroutine that
+// hands the transaction back through c.ready.
+func (l *uac) start() {
+	if l.c.aborted {
+		// The server is closing: no new member is rung.
+		l.fail(503, nil)
+		return
+	}
 	inv, client, code := l.build()
 	if code != 0 {
 		l.fail(code, nil)
@@ -154,23 +184,28 @@ func (l *uac) run() {
 	l.inv = inv
 	l.status.set("calling", 0)
 	l.c.s.live.ringing.Add(1)
-	ringing := true
-	stopRinging := func() {
-		if ringing {
-			ringing = false
-			l.c.s.live.ringing.Add(-1)
-		}
+	l.ringing = true
+	if writesAtOnce(inv) {
+		tx, err := client.TransactionRequest(context.Background(), inv)
+		l.sent(tx, err)
+		return
 	}
-	defer stopRinging()
-	ctx, cancel := context.Background(), context.CancelFunc(func() {})
-	if sipmsg.IsReliable(inv.Transport()) {
-		// Only a connection to open waits on the context.
-		ctx, cancel = context.WithTimeout(ctx, dialTimeout)
-	}
-	tx, err := client.TransactionRequest(ctx, inv)
-	cancel()
+	l.c.dialing++
+	l.c.s.spawn(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
+		tx, err := client.TransactionRequest(ctx, inv)
+		cancel()
+		l.dialTx, l.dialErr = tx, err // c.ready's send publishes them
+		l.c.ready <- l
+	})
+}
+
+// sent takes the INVITE's transaction (or why there is none); from here the
+// call's goroutine waits on it.
+func (l *uac) sent(tx sipmsg.ClientTransaction, err error) {
 	if err != nil {
 		l.log.Info("INVITE to member failed", zap.Error(err))
+		l.leave()
 		l.fail(503, nil)
 		return
 	}
@@ -178,74 +213,96 @@ func (l *uac) run() {
 	l.tx = tx
 	pc := l.pendingCancel
 	l.mu.Unlock()
-	tx.OnRetransmission(l.onRetransmission)
-
-	// giveUp ends a leg we cancelled that will not end by itself: silent
-	// members (no provisional, so no CANCEL may be sent) after cancelGrace,
-	// and members that never answer the CANCEL with a final response after
-	// 64*T1 (RFC 3261 §9.1): sipgo's INVITE transaction has no timer left
-	// once it is Proceeding.
-	var giveUp <-chan time.Time
+	// A 2xx that sipgo still matches to the transaction in the instant
+	// before Timer M (0) deletes it is handled like any later one.
+	tx.OnRetransmission(l.c.s.onStrayResponse)
+	l.waiting = true
 	if pc != nil {
-		giveUp = time.After(cancelGrace)
+		l.giveUpIn(cancelGrace)
 	}
-	for {
-		select {
-		case res := <-tx.Responses():
-			switch {
-			case res.StatusCode < 200:
-				l.mu.Lock()
-				first := !l.provisional
-				l.provisional = true
-				pc := l.pendingCancel
-				l.mu.Unlock()
-				if first && pc != nil {
-					l.sendCancel(*pc)
-					giveUp = time.After(64 * sipmsg.T1)
-				}
-				if res.StatusCode > 100 {
-					l.status.set("ringing", res.StatusCode)
-					if l.c.m != nil {
-						l.c.m.onProvisional(l, res)
-					}
-					l.c.post(routing.LegRinging{Leg: l.id, Code: res.StatusCode})
-				}
-			case res.StatusCode < 300:
-				l.answer(res)
-				return
-			default:
-				// sipgo has ACKed the failure itself.
-				l.fail(res.StatusCode, redirectTargets(res))
-				return
-			}
-		case <-tx.Done():
-			code := 503
-			if err := tx.Err(); err != nil && strings.Contains(err.Error(), sipmsg.ErrTransactionTimeout.Error()) {
-				code = 408
-			}
-			l.fail(code, nil)
-			return
-		case <-l.wake:
-			// cancel() was called: it sent the CANCEL itself if it could.
-			l.mu.Lock()
-			prov := l.provisional
-			l.mu.Unlock()
-			if prov {
-				giveUp = time.After(64 * sipmsg.T1)
-			} else {
-				giveUp = time.After(cancelGrace)
-			}
-		case <-giveUp:
-			l.log.Info("cancelled member did not end its INVITE; dropping the transaction")
-			tx.Terminate()
-			l.fail(408, nil)
-			return
-		case <-l.c.s.closing:
-			tx.Terminate()
-			l.fail(503, nil)
-			return
+}
+
+// giveUpIn (re)arms the deadline for a leg we cancelled that will not end
+// by itself: silent members (no provisional, so no CANCEL may be sent)
+// after cancelGrace, and members that never answer the CANCEL with a final
+// response after 64*T1 (RFC 3261 §9.1): sipgo's INVITE transaction has no
+// timer left once it is Proceeding.
+func (l *uac) giveUpIn(d time.Duration) {
+	if l.giveUp != nil {
+		l.giveUp.Stop()
+	}
+	l.giveUp = time.NewTimer(d)
+}
+
+// leave ends the wait on the leg's transaction: it no longer rings.
+func (l *uac) leave() {
+	l.waiting = false
+	if l.giveUp != nil {
+		l.giveUp.Stop()
+		l.giveUp = nil
+	}
+	if l.ringing {
+		l.ringing = false
+		l.c.s.live.ringing.Add(-1)
+	}
+}
+
+// onResponse takes one response of the INVITE's transaction.
+func (l *uac) onResponse(res *sipmsg.Response) {
+	switch {
+	case res.StatusCode < 200:
+		l.mu.Lock()
+		first := !l.provisional
+		l.provisional = true
+		pc := l.pendingCancel
+		l.mu.Unlock()
+		if first && pc != nil {
+			l.sendCancel(*pc)
+			l.giveUpIn(64 * sipmsg.T1)
 		}
+		if res.StatusCode > 100 {
+			l.status.set("ringing", res.StatusCode)
+			if l.c.m != nil {
+				l.c.m.onProvisional(l, res)
+			}
+			l.c.post(routing.LegRinging{Leg: l.id, Code: res.StatusCode})
+		}
+	case res.StatusCode < 300:
+		l.leave()
+		l.answer(res)
+	default:
+		// sipgo has ACKed the failure itself and drops the transaction
+		// (Timer D is 0): a retransmitted failure is ACKed again from
+		// what failed keeps.
+		l.c.s.rememberFailed(l.inv, l.t.URI)
+		l.leave()
+		l.fail(res.StatusCode, redirectTargets(res))
 	}
+}
+
+// onTxDone: the transaction ended without a final response.
+func (l *uac) onTxDone() {
+	code := 503
+	if err := l.tx.Err(); err != nil && strings.Contains(err.Error(), sipmsg.ErrTransactionTimeout.Error()) {
+		code = 408
+	}
+	l.leave()
+	l.fail(code, nil)
+}
+
+// onGiveUp: a cancelled leg outlived giveUpIn's deadline.
+func (l *uac) onGiveUp() {
+	l.log.Info("cancelled member did not end its INVITE; dropping the transaction")
+	l.tx.Terminate()
+	l.leave()
+	l.fail(408, nil)
+}
+
+// abort drops the leg's transaction when the server closes.
+func (l *uac) abort() {
+	l.tx.Terminate()
+	l.leave()
+	l.fail(503, nil)
 }
 
 // cancel asks the leg to stop ringing. Before any provisional response the
@@ -257,14 +314,18 @@ func (l *uac) cancel(a routing.CancelLeg) {
 		return
 	}
 	l.pendingCancel = &a
-	ready := l.provisional && l.tx != nil
+	prov := l.provisional
+	ready := prov && l.tx != nil
 	l.mu.Unlock()
 	if ready {
 		l.sendCancel(a)
 	}
-	select {
-	case l.wake <- struct{}{}:
-	default:
+	if l.waiting {
+		if prov {
+			l.giveUpIn(64 * sipmsg.T1)
+		} else {
+			l.giveUpIn(cancelGrace)
+		}
 	}
 }
 
@@ -330,9 +391,7 @@ func (l *uac) answer(res *sipmsg.Response) {
 		// (ACK, then BYE, as every unwanted 2xx) and let the hunt go on
 		// with the others, as for any member that failed.
 		l.log.Info("member answered with SDP the relay cannot read; hanging up on it")
-		l.sendAck(nil, "")
-		bye := l.newRequest(sipmsg.BYE, 0)
-		l.c.s.spawn(func() { l.c.s.sendAndWait(l.client, bye, l.log) })
+		l.ackAndBye(nil)
 		l.fail(488, nil)
 		return
 	}
@@ -364,11 +423,46 @@ func (l *uac) answerBody() ([]byte, string) {
 	return l.res.Body(), contentType(l.res)
 }
 
+// sendAck sends our ACK for the 2xx, once.
 func (l *uac) sendAck(body []byte, ct string) {
+	ack := l.newAck(body, ct)
+	if ack == nil {
+		return
+	}
+	// sendAck runs on the call's goroutine: a connection to open or a
+	// name to resolve (a Contact or Record-Route elsewhere) must not stall
+	// the call.
+	if writesAtOnce(ack) {
+		l.writeAck(ack)
+		return
+	}
+	l.inOrder(func() { l.writeAck(ack) })
+}
+
+// inOrder runs f on a goroutine of its own after every earlier inOrder of
+// the leg has finished, so that an ACK sent in the background still goes
+// out before the BYE that follows it.
+func (l *uac) inOrder(f func()) {
+	done := make(chan struct{})
+	l.mu.Lock()
+	prev := l.lastSend
+	l.lastSend = done
+	l.mu.Unlock()
+	l.c.s.spawn(func() {
+		defer close(done)
+		if prev != nil {
+			<-prev
+		}
+		f()
+	})
+}
+
+// newAck builds and records our ACK for the 2xx; nil when it exists.
+func (l *uac) newAck(body []byte, ct string) *sipmsg.Request {
 	l.mu.Lock()
 	if l.ack != nil {
 		l.mu.Unlock()
-		return
+		return nil
 	}
 	l.mu.Unlock()
 	ack := l.newRequest(sipmsg.ACK, l.inv.CSeq().SeqNo)
@@ -376,9 +470,29 @@ func (l *uac) sendAck(body []byte, ct string) {
 	l.mu.Lock()
 	l.ack = ack
 	l.mu.Unlock()
+	return ack
+}
+
+func (l *uac) writeAck(ack *sipmsg.Request) {
 	if err := l.client.WriteRequest(ack); err != nil {
 		l.log.Info("ACK to member failed", zap.Error(err))
 	}
+}
+
+// ackAndBye ends the leg's answered dialog from a goroutine of its own,
+// the ACK (if not sent yet) before the BYE; done, if set, runs after.
+func (l *uac) ackAndBye(done func()) {
+	ack := l.newAck(nil, "")
+	bye := l.newRequest(sipmsg.BYE, 0)
+	l.inOrder(func() {
+		if ack != nil {
+			l.writeAck(ack)
+		}
+		l.c.s.sendAndWait(l.client, bye, l.log)
+		if done != nil {
+			done()
+		}
+	})
 }
 
 // ackAnswer is called when the caller ACKed our 200: for a delayed offer
@@ -392,27 +506,6 @@ func (l *uac) ackAnswer(body []byte, ct string) {
 	}
 }
 
-// onRetransmission sees further 2xx for our INVITE while its transaction
-// absorbs them (RFC 6026 Accepted state): the member did not get our ACK,
-// or a proxy in front of it forked and a second phone answered.
-func (l *uac) onRetransmission(res *sipmsg.Response) {
-	if !res.IsSuccess() {
-		return
-	}
-	tag, _ := res.To().Params.Get("tag")
-	l.mu.Lock()
-	ack := l.ack
-	ours, _ := l.remote.Params.Get("tag")
-	l.mu.Unlock()
-	if tag == ours {
-		if ack != nil {
-			_ = l.client.WriteRequest(ack)
-		}
-		return
-	}
-	l.c.s.ackAndBye(l.client, res, l.inv)
-}
-
 // hangUp ends an answered leg with BYE.
 func (l *uac) hangUp() {
 	l.mu.Lock()
@@ -421,16 +514,8 @@ func (l *uac) hangUp() {
 		return
 	}
 	l.ending = true
-	needAck := l.ack == nil
 	l.mu.Unlock()
-	if needAck {
-		l.sendAck(nil, "")
-	}
-	bye := l.newRequest(sipmsg.BYE, 0)
-	l.c.s.spawn(func() {
-		l.c.s.sendAndWait(l.client, bye, l.log)
-		l.end()
-	})
+	l.ackAndBye(l.end)
 }
 
 // onBye: the member hung up. It reports whether this ends the leg.
@@ -551,24 +636,125 @@ func (s *Server) ackAndBye(client *sipgo.Client, res *sipmsg.Response, inv *sipm
 	s.spawn(func() { s.sendAndWait(client, bye, s.log.WithLazy(zap.String("call_id", d.callID))) })
 }
 
-// onStrayResponse gets responses that match no transaction: late 2xx for a
-// leg whose transaction we dropped, or retransmitted after it ended.
+// onStrayResponse gets responses that match no transaction. A failure of
+// one of our INVITEs is ACKed again (reAckFailure). For a 2xx to
+// one of our INVITEs that is where RFC 6026 puts the TU: the INVITE client
+// transaction ends at its first 2xx (Timer M is 0, see linger), and every
+// later 2xx comes here. A retransmission of the 2xx that won a live leg is
+// ACKed again (the member did not get our ACK); any other 2xx of a live
+// leg (a forking proxy in front of the member, a second phone answering)
+// or of a leg that ended recently is ACKed and BYEd.
 func (s *Server) onStrayResponse(res *sipmsg.Response) {
-	if !res.IsSuccess() {
+	cseq, cid, from, to := res.CSeq(), res.CallID(), res.From(), res.To()
+	if cseq == nil || cid == nil || from == nil || to == nil || cseq.MethodName != sipmsg.INVITE {
 		return
 	}
-	cseq, cid := res.CSeq(), res.CallID()
-	if cseq == nil || cid == nil || cseq.MethodName != sipmsg.INVITE || !s.recent.has(cid.Value()) {
+	if res.StatusCode >= 300 {
+		s.reAckFailure(res)
+		return
+	}
+	if !res.IsSuccess() {
 		return
 	}
 	client, ok := s.client(res.Transport())
 	if !ok {
 		return
 	}
+	ours, _ := from.Params.Get("tag")
+	theirs, _ := to.Params.Get("tag")
+	s.dialogs.mu.Lock()
+	r := s.dialogs.m[dialogKey(cid.Value(), ours)]
+	s.dialogs.mu.Unlock()
+	if l := r.leg; l != nil {
+		l.mu.Lock()
+		won, _ := l.remote.Params.Get("tag")
+		ack := l.ack
+		l.mu.Unlock()
+		if won == theirs {
+			// For a delayed offer the ACK waits for the caller's.
+			if ack != nil {
+				_ = l.client.WriteRequest(ack)
+			}
+			return
+		}
+		s.ackAndBye(client, res, l.inv)
+		return
+	}
+	if !s.recent.has(cid.Value()) {
+		return
+	}
 	s.log.Debug("ACK and BYE for a late 2xx", zap.String("call_id", cid.Value()))
 	s.ackAndBye(client, res, nil)
+}
+
+// ackTarget is what an ACK for a failure needs of its INVITE besides the
+// response (RFC 3261 §17.1.1.3): the Request-URI and the address it went
+// to. No Route: ringroute's INVITEs carry none.
+type ackTarget struct {
+	uri string
+	to  netip.AddrPort
+}
+
+// rememberFailed keeps, for linger, how to ACK a retransmission of the
+// failure inv just got, by inv's branch. Only for UDP to an address: over
+// TCP and TLS nothing is retransmitted.
+func (s *Server) rememberFailed(inv *sipmsg.Request, uri string) {
+	if inv == nil || sipmsg.IsReliable(inv.Transport()) || s.udpConn == nil {
+		return
+	}
+	to, err := netip.ParseAddrPort(inv.Destination())
+	if err != nil {
+		return
+	}
+	if branch, ok := inv.Via().Params.Get("branch"); ok {
+		s.failed.put(&ackTarget{uri: uri, to: to}, branch)
+	}
+}
+
+// reAckFailure ACKs a failure to one of our INVITEs that its member sent
+// again after sipgo dropped the transaction: our ACK was lost, and without
+// another one the member would resend it for 64*T1. The ACK leaves from
+// the UDP listener, as the INVITE did; straight from its socket, since a
+// write through sipgo while the server closes would open a new one.
+func (s *Server) reAckFailure(res *sipmsg.Response) {
+	via := res.Via()
+	if via == nil {
+		return
+	}
+	branch, _ := via.Params.Get("branch")
+	t, ok := s.failed.get(branch)
+	if !ok || branch == "" {
+		return
+	}
+	var ruri sipmsg.Uri
+	if err := sipmsg.ParseUri(t.uri, &ruri); err != nil {
+		return
+	}
+	ack := sipmsg.NewRequest(sipmsg.ACK, ruri)
+	ack.AppendHeader(via.Clone())
+	ack.AppendHeader(sipmsg.NewHeader("From", res.From().Value()))
+	ack.AppendHeader(sipmsg.NewHeader("To", res.To().Value()))
+	cid := sipmsg.CallIDHeader(res.CallID().Value())
+	ack.AppendHeader(&cid)
+	ack.AppendHeader(&sipmsg.CSeqHeader{SeqNo: res.CSeq().SeqNo, MethodName: sipmsg.ACK})
+	mf := sipmsg.MaxForwardsHeader(70)
+	ack.AppendHeader(&mf)
+	ack.SetBody(nil)
+	if _, err := s.udpConn.WriteToUDPAddrPort([]byte(ack.String()), t.to); err != nil {
+		s.log.Debug("ACK for a retransmitted failure failed", zap.String("call_id", cid.Value()), zap.Error(err))
+	}
 }
 
 // newCallID is a fresh Call-ID for a leg: random, and recognisably ours in
 // traces.
 func newCallID() string { return "rr-" + sipmsg.GenerateTagN(22) }
+
+// writesAtOnce reports whether sending req cannot block: UDP to an IP
+// address, no connection to open and no name to resolve.
+func writesAtOnce(req *sipmsg.Request) bool {
+	if sipmsg.IsReliable(req.Transport()) {
+		return false
+	}
+	_, err := netip.ParseAddrPort(req.Destination())
+	return err == nil
+}

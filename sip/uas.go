@@ -24,6 +24,7 @@ type uas struct {
 	rang      bool
 	final     bool // a final response was sent (or sipgo sent 487)
 	cancelled bool
+	txGone    bool // the transaction ended without a final response
 	answered  bool
 	confirmed bool // the ACK for our 200 arrived
 	ended     bool // BYE sent or received
@@ -83,6 +84,29 @@ func (a *uas) onCancel() {
 	a.cancelled = true
 	a.markFinal()
 	a.mu.Unlock()
+	a.c.s.setups.end(a.req)
+	a.c.post(routing.CallerCancelled{})
+}
+
+// hasFinal reports whether the INVITE transaction is over for us: a final
+// response went out, or the transaction died (gone).
+func (a *uas) hasFinal() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.final || a.txGone
+}
+
+// gone: the caller's INVITE transaction ended before a final response (a
+// transport error), so the caller is gone.
+func (a *uas) gone() {
+	a.mu.Lock()
+	if a.final || a.txGone {
+		a.mu.Unlock()
+		return
+	}
+	a.txGone = true
+	a.mu.Unlock()
+	a.c.s.setups.end(a.req)
 	a.c.post(routing.CallerCancelled{})
 }
 
@@ -99,13 +123,20 @@ func (a *uas) response(code int, body []byte, ct string) *sipmsg.Response {
 }
 
 // ring sends 180 Ringing, once.
+//
+// ring, progress, reject and ok decide under a.mu and send after
+// unlocking: sipgo calls onCancel, which takes a.mu, while holding the
+// transaction's lock, and Respond takes that lock too. A CANCEL that
+// crosses a response is then sorted out by the transaction: whatever it
+// refuses to send after its 487 fails harmlessly.
 func (a *uas) ring() {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if a.rang || a.final {
+		a.mu.Unlock()
 		return
 	}
 	a.rang = true
+	a.mu.Unlock()
 	if err := a.tx.Respond(a.response(180, nil, "")); err != nil {
 		a.c.log.Debug("180 to caller failed", zap.Error(err))
 	}
@@ -115,11 +146,12 @@ func (a *uas) ring() {
 // ringback is coming through the relay.
 func (a *uas) progress(body []byte) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if a.final {
+		a.mu.Unlock()
 		return
 	}
 	a.rang = true
+	a.mu.Unlock()
 	if err := a.tx.Respond(a.response(183, body, "application/sdp")); err != nil {
 		a.c.log.Debug("183 to caller failed", zap.Error(err))
 	}
@@ -128,15 +160,16 @@ func (a *uas) progress(body []byte) {
 // reject answers the INVITE with a final failure.
 func (a *uas) reject(code int) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if a.final {
+		a.mu.Unlock()
 		return
 	}
+	a.markFinal()
+	a.mu.Unlock()
 	a.c.s.setups.end(a.req)
 	if err := a.tx.Respond(a.response(code, nil, "")); err != nil {
 		a.c.log.Debug("final response to caller failed", zap.Int("code", code), zap.Error(err))
 	}
-	a.markFinal()
 }
 
 // answer sends 200 with the winner's answer and keeps sending it until the
@@ -185,10 +218,10 @@ func (a *uas) ok(body []byte, ct string, onAck func(*sipmsg.Request), onFail fun
 	}
 	res := a.response(200, body, ct)
 	a.answered = true
-	a.c.s.setups.end(a.req)
-	err := a.tx.Respond(res)
 	a.markFinal()
 	a.mu.Unlock()
+	a.c.s.setups.end(a.req)
+	err := a.tx.Respond(res)
 	if err != nil {
 		a.c.log.Info("200 failed", zap.Error(err))
 		onFail()
@@ -198,7 +231,7 @@ func (a *uas) ok(body []byte, ct string, onAck func(*sipmsg.Request), onFail fun
 }
 
 func (a *uas) awaitAck(res *sipmsg.Response, onAck func(*sipmsg.Request), onFail func()) {
-	ack, err := a.c.s.awaitACK(a.tx, res, a.transport, a.acked, a.stopped)
+	ack, err := a.c.s.awaitACK(res, a.transport, a.acked, a.stopped)
 	switch {
 	case ack != nil:
 		a.mu.Lock()
@@ -275,9 +308,14 @@ func (a *uas) hasEnded() bool {
 
 func (a *uas) stop() { a.stopOnce.Do(func() { close(a.stopped) }) }
 
+// debugLog is what sendAndWait logs to: a *zap.Logger or a leg's legLog.
+type debugLog interface {
+	Debug(msg string, f ...zap.Field)
+}
+
 // sendAndWait sends a non-INVITE request and waits for its final response,
 // so the transaction is drained (sipgo's response channel is unbuffered).
-func (s *Server) sendAndWait(cl *sipgo.Client, req *sipmsg.Request, log *zap.Logger) *sipmsg.Response {
+func (s *Server) sendAndWait(cl *sipgo.Client, req *sipmsg.Request, log debugLog) *sipmsg.Response {
 	if cl == nil {
 		return nil
 	}

@@ -105,15 +105,18 @@ func lossNetns(t *testing.T) (ns, how string, err error) {
 	if _, err := exec.LookPath("ip"); err != nil {
 		return "", "", errors.New("no ip (iproute2)")
 	}
-	ns = fmt.Sprintf("rrloss-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
-	if b, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		return "", "", fmt.Errorf("ip netns add %s: %v: %s", ns, err, bytes.TrimSpace(b))
+	// name, not ns: the cleanup must delete the namespace that was made,
+	// and ns is a named result that every error return sets to "".
+	name := fmt.Sprintf("rrloss-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
+	if b, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		return "", "", fmt.Errorf("ip netns add %s: %v: %s", name, err, bytes.TrimSpace(b))
 	}
 	t.Cleanup(func() {
-		if b, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", ns, err, bytes.TrimSpace(b))
+		if b, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v: %s", name, err, bytes.TrimSpace(b))
 		}
 	})
+	ns = name
 	run := func(argv ...string) error {
 		b, err := exec.Command("ip", append([]string{"netns", "exec", ns}, argv...)...).CombinedOutput()
 		if err != nil {
@@ -228,7 +231,11 @@ func lossCalls(t *testing.T, extra []string) {
 	for _, m := range []*sipp{m1, m2, m3} {
 		m.start(t)
 	}
-	cs := spec("caller", "soak_uac_answer.xml", 500*ms, calls)
+	// Talk time is not T1: when the caller's ACK is lost, our 200 comes
+	// again 500 ms after the first, and a BYE sent at that same moment
+	// crosses it; SIPp aborts a call whose BYE's 200 then lands while it
+	// is re-ACKing.
+	cs := spec("caller", "soak_uac_answer.xml", 750*ms, calls)
 	cs.remote, cs.service = d.sipAddr(), "600"
 	cs.extra = append(cs.extra, "-r", strconv.Itoa(rate))
 	c := newSipp(t, dir, cs)
