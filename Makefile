@@ -42,7 +42,7 @@ check: build ## validate the shipped configs with `ringroute check`
 	$(BIN) check -c $(CONFIG)
 	@if [ -f ../shared/spec/ringroute.example.yaml ]; then $(BIN) check -c ../shared/spec/ringroute.example.yaml; fi
 
-bench: ## benchmarks: SIP call rate vs Kamailio (bench/sip, ~10 min, results in bench/results/DATE-HOST.md), then the RTP relay (bench/media)
+bench: ## benchmarks: SIP call rate vs Kamailio (bench/sip, ~9 min, results in bench/results/DATE-HOST.md), then the RTP relay (bench/media)
 	@mkdir -p bench/results
 	$(GO) run ./bench/sip $(BENCH_FLAGS)
 	$(GO) run ./bench/media -out bench/results/media.json

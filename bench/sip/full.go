@@ -14,7 +14,12 @@ type groupRun struct {
 	Media    string                   `json:"media"`
 	Ramps    map[string][]*stepResult `json:"ramps"`
 	Latency  map[string]*stepResult   `json:"latency,omitempty"` // at 80% of ringroute's knee, wire tap on
-	sc       *scenario
+	// Sustained is a long step at each SUT's own knee (parallel, direct
+	// only): the ramp's short steps do not show state that builds up for
+	// longer than a step, like transactions lingering 32 s did.
+	Sustained   map[string]*stepResult `json:"sustained,omitempty"`
+	SustainSecs float64                `json:"sustain_s,omitempty"`
+	sc          *scenario
 }
 
 // fullRun is what `make bench` measured.
@@ -49,7 +54,8 @@ func runFull(e *env) error {
 		strings.Join(suts, " vs "), cpuSUT, cpuGen, loadavg())
 	for _, scn := range scs {
 		for _, media := range medias {
-			g := &groupRun{Scenario: scn, Media: media, sc: scenarios[scn], Ramps: map[string][]*stepResult{}, Latency: map[string]*stepResult{}}
+			g := &groupRun{Scenario: scn, Media: media, sc: scenarios[scn], Ramps: map[string][]*stepResult{},
+				Latency: map[string]*stepResult{}, Sustained: map[string]*stepResult{}}
 			run.Groups = append(run.Groups, g)
 			for _, s := range suts {
 				steps, err := e.ramp(s, g.sc, media)
@@ -72,6 +78,21 @@ func runFull(e *env) error {
 					}
 					progress(res)
 					g.Latency[s] = res
+				}
+			}
+			if scn == "parallel" && media == "direct" && e.o.sustain > 0 {
+				for _, s := range suts {
+					k := knee(g.Ramps[s])
+					if k.rate == 0 {
+						continue
+					}
+					res, err := e.runStepRetry(stepSpec{sut: s, sc: g.sc, media: media, rate: k.rate, dur: e.o.sustain, label: "sustained"})
+					if err != nil {
+						return err
+					}
+					progress(res)
+					g.Sustained[s] = res
+					g.SustainSecs = e.o.sustain.Seconds()
 				}
 			}
 		}

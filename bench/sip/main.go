@@ -2,7 +2,7 @@
 // stateful proxy forking the same ring group, in the same run, on
 // loopback (issue 8, parts 1 and 2).
 //
-//	go run ./bench/sip                       # the ramp `make bench` runs (~10 min)
+//	go run ./bench/sip                       # the ramp `make bench` runs (~9 min)
 //	go run ./bench/sip -sut ringroute -scenario parallel -rate 800 -duration 10s
 //	                                         # one step, one line (`make bench-quick`)
 //	go run ./bench/sip -scale                # scale figures (`make bench-scale`)
@@ -66,18 +66,25 @@
 // every step below it passed; the ramp stops at the first failure and,
 // with -refine, tries the midpoint once. Then both SUTs run one more step
 // at 80% of ringroute's knee with the wire tap: the added setup latency
-// of the issue's target. The table compares the two at the highest rate
-// both passed.
+// of the issue's target. Last, for the parallel direct group, each SUT
+// holds its own knee for -sustain (30 s): short steps cannot show state
+// that builds up for longer than a step. The table compares the two at
+// the highest rate both passed.
 //
 // # Profiling (part 3)
 //
 // ringroute's admin listener serves Go's /debug/pprof/ (admin/admin.go),
 // so -pprof FILE fetches a CPU profile of the step and -allocs FILE the
-// allocations made during it; open them with `go tool pprof -http=:
+// allocations made during it, -heap FILE the live heap after a forced GC
+// at its end (with -scale: while the calls ring); open them with `go tool pprof -http=:
 // BIN FILE` (the step prints BIN, the binary that ran). -perf FILE runs
 // `perf record -g` on the SUT's processes instead (works for Kamailio
-// too; `perf report -i FILE`). If the pprof handlers ever leave the admin
-// mux, -pprof fails with the HTTP status; -perf still works.
+// too; `perf report -i FILE`). -trace FILE takes a runtime trace of the
+// step (`go tool trace FILE`): where a slow setup waited, which a CPU
+// profile cannot say; that is how GC mark phases of a quarter second,
+// with setups queued behind them, were found. If the pprof handlers ever
+// leave the admin mux, -pprof fails with the HTTP status; -perf still
+// works.
 package main
 
 import (
@@ -111,6 +118,8 @@ type options struct {
 	keep, install        bool
 	portBase, nice       int
 	pprof, allocs, perf  string
+	trace                string
+	sustain              time.Duration
 
 	scale                          bool
 	ringing, ringingRelay, regs    int
@@ -119,6 +128,7 @@ type options struct {
 	scaleSUTs                      string
 	settle                         time.Duration
 	skipRinging, skipRegs, skipRTP bool
+	heap                           string
 }
 
 // env is one bench run: its options, scratch directory, ports, binaries.
@@ -141,6 +151,7 @@ func main() {
 	flag.StringVar(&rates, "rates", "200,400,600,800,1000,1200,1600,2000,2500,3000,4000,5000", "the ramp: call rates (calls/s) in rising order")
 	flag.IntVar(&o.rate, "rate", 0, "run one step at this rate and print one line (the optimizer's quick re-run)")
 	flag.DurationVar(&o.dur, "duration", 4*time.Second, "how long each step places calls")
+	flag.DurationVar(&o.sustain, "sustain", 30*time.Second, "full run: after the parallel direct ramp, hold each SUT's knee rate this long (0: skip)")
 	flag.DurationVar(&o.hold, "hold", 500*time.Millisecond, "talk time of each call before the caller hangs up")
 	flag.DurationVar(&o.bound, "bound", 50*time.Millisecond, "a step passes when INVITE→200 p95 ≤ ring time + bound")
 	flag.BoolVar(&o.refine, "refine", true, "after the first failing step, try the midpoint once")
@@ -157,6 +168,7 @@ func main() {
 	flag.IntVar(&kamailioChildren, "kamailio-children", kamailioChildren, "Kamailio's UDP worker processes (children=)")
 	flag.IntVar(&o.portBase, "ports", 35000, "port base: SUT base+60/62, members base+71..73, caller base+80, admin base+81, rtpengine ng base+222, relay media ports base+1000..base+7999")
 	flag.StringVar(&o.pprof, "pprof", "", "with -rate: write a CPU profile of ringroute during the step here")
+	flag.StringVar(&o.trace, "trace", "", "with -rate: write a runtime trace of ringroute during the step here (go tool trace)")
 	flag.StringVar(&o.allocs, "allocs", "", "with -rate: write ringroute's allocations during the step here")
 	flag.StringVar(&o.perf, "perf", "", "with -rate: perf record -g the SUT's processes into this file")
 
@@ -169,10 +181,11 @@ func main() {
 	flag.IntVar(&o.regRate, "reg-rate", 5000, "-scale: REGISTER rate cap (SIPp keeps at most 200 in flight, so the daemon sets the pace)")
 	flag.StringVar(&o.mediaCalls, "media-calls", "100,500,1000", "-scale: relay load levels (concurrent calls), as bench/media -calls")
 	flag.StringVar(&o.scaleSUTs, "scale-sut", "ringroute,kamailio", "-scale: who holds the ringing calls")
-	flag.DurationVar(&o.settle, "settle", 40*time.Second, "-scale: how long after the last call or registration to sample memory again (SIP transactions linger 32 s)")
+	flag.DurationVar(&o.settle, "settle", 10*time.Second, "-scale: how long after the last call or registration to sample memory again (finished SIP transactions linger 5 s, sip/timers.go)")
 	flag.BoolVar(&o.skipRinging, "skip-ringing", false, "-scale: skip the ringing calls")
 	flag.BoolVar(&o.skipRegs, "skip-regs", false, "-scale: skip the registrations")
 	flag.BoolVar(&o.skipRTP, "skip-rtp", false, "-scale: skip the relay comparison")
+	flag.StringVar(&o.heap, "heap", "", "with -rate: write ringroute's heap profile at the end of the step here; with -scale: while its direct-media calls ring")
 	flag.Parse()
 
 	kamailioCore = nil
@@ -387,7 +400,7 @@ func runQuick(e *env) error {
 		return a
 	}
 	r, err := e.runStepRetry(stepSpec{sut: o.sut, sc: sc, media: o.media, rate: o.rate, dur: o.dur, tap: o.tap, label: "quick",
-		pprof: abs(o.pprof), allocs: abs(o.allocs), perf: abs(o.perf)})
+		pprof: abs(o.pprof), allocs: abs(o.allocs), perf: abs(o.perf), heap: abs(o.heap), trace: abs(o.trace)})
 	if err != nil {
 		return err
 	}
@@ -395,7 +408,7 @@ func runQuick(e *env) error {
 	for _, why := range r.Reasons {
 		fmt.Println("  " + why)
 	}
-	if profs := nonEmpty(o.pprof, o.allocs, o.perf); len(profs) > 0 && o.sut == "ringroute" {
+	if profs := nonEmpty(o.pprof, o.allocs, o.heap, o.perf, o.trace); len(profs) > 0 && o.sut == "ringroute" {
 		bin := e.rrBin
 		if o.ringroute == "" {
 			// The binary that ran lives in the scratch directory: keep
@@ -405,11 +418,14 @@ func runQuick(e *env) error {
 				_ = os.WriteFile(bin, b, 0o755)
 			}
 		}
-		for _, p := range nonEmpty(o.pprof, o.allocs) {
+		for _, p := range nonEmpty(o.pprof, o.allocs, o.heap) {
 			fmt.Printf("  go tool pprof -http=: %s %s\n", bin, p)
 		}
 		if o.perf != "" {
 			fmt.Printf("  perf report -i %s\n", o.perf)
+		}
+		if o.trace != "" {
+			fmt.Printf("  go tool trace %s\n", o.trace)
 		}
 	}
 	if o.out != "" {

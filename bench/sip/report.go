@@ -199,6 +199,17 @@ func summaryTable(run *fullRun, plain bool) string {
 				}
 				return "–", 0, pct{}
 			}, false},
+			{fmt.Sprintf("sustained %.0f s at own knee", g.SustainSecs), func(s string) (string, float64, pct) {
+				st := g.Sustained[s]
+				if st == nil {
+					return "–", 0, pct{}
+				}
+				res := "pass"
+				if !st.Pass {
+					res = "FAIL"
+				}
+				return fmt.Sprintf("%d/s %s, 200 p95 %.0f ms, %.0f MiB", st.Rate, res, st.R200.P95, float64(st.MemKiB)/1024), 0, pct{}
+			}, false},
 			{"first failing step", func(s string) (string, float64, pct) {
 				k := knee(g.Ramps[s])
 				if k.fail == nil {
@@ -210,6 +221,15 @@ func summaryTable(run *fullRun, plain bool) string {
 				}
 				return fmt.Sprintf("%d/s: %s", k.fail.Rate, why), 0, pct{}
 			}, false},
+		}
+		if len(g.Sustained) == 0 {
+			kept := figs[:0]
+			for _, f := range figs {
+				if !strings.HasPrefix(f.label, "sustained") {
+					kept = append(kept, f)
+				}
+			}
+			figs = kept
 		}
 		for i, f := range figs {
 			row := []string{"", f.label}
@@ -227,7 +247,7 @@ func summaryTable(run *fullRun, plain bool) string {
 				switch {
 				case f.tri:
 					row = append(row, ratio3(ps[0], ps[1]))
-				case f.label == "first failing step" || strings.HasPrefix(f.label, "fork/answer"):
+				case f.label == "first failing step" || strings.HasPrefix(f.label, "fork/answer") || strings.HasPrefix(f.label, "sustained"):
 					row = append(row, "")
 				default:
 					row = append(row, ratio(vals[0], vals[1]))

@@ -242,6 +242,11 @@ func (e *env) holdRinging(kind, media string, n int) (holdResult, error) {
 	time.Sleep(time.Until(sampleAt))
 	h.Ringing = ringingNow(x, dir, members)
 	h.During = sample(x)
+	if e.o.heap != "" && kind == "ringroute" && media == "direct" {
+		if b, err := httpGet("http://" + x.admin + "/debug/pprof/heap"); err == nil {
+			_ = os.WriteFile(e.o.heap, []byte(b), 0o644)
+		}
+	}
 	h.During.Live = max(h.During.Live, 0)
 	if !caller.wait(time.Duration(holdMs)*time.Millisecond + 200*time.Second) {
 		caller.stop(time.Second)

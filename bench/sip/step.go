@@ -33,6 +33,8 @@ type stepSpec struct {
 	try   int    // 0, then 1, 2 for the retries
 
 	pprof, allocs, perf string // profiles to take during the step
+	heap                string // the live heap at the end of the step
+	trace               string // a runtime trace of the step
 }
 
 // stepResult is everything measured in one step.
@@ -342,6 +344,9 @@ func (p *proc) cpu() float64 {
 //	              (/debug/pprof/profile), over the step less a second
 //	-allocs FILE  the allocations made during the same window
 //	              (/debug/pprof/allocs?seconds=N, a delta profile)
+//	-heap FILE    the live heap at the end of that window (after a GC)
+//	-trace FILE   a runtime trace of that window (/debug/pprof/trace):
+//	              where a slow setup waited, which a CPU profile cannot say
 //	-perf FILE    perf record -g of the SUT's processes (any SUT)
 func (e *env) startProfiles(s stepSpec, x *sut, dir string) func() error {
 	var wg sync.WaitGroup
@@ -368,8 +373,24 @@ func (e *env) startProfiles(s stepSpec, x *sut, dir string) func() error {
 			wg.Add(1)
 			go fetch("/debug/pprof/allocs", s.allocs)
 		}
-	} else if s.pprof != "" || s.allocs != "" {
-		errs = append(errs, "-pprof and -allocs need ringroute; use -perf for "+x.kind)
+		if s.trace != "" {
+			wg.Add(1)
+			go fetch("/debug/pprof/trace", s.trace)
+		}
+		if s.heap != "" {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				time.Sleep(time.Duration(secs)*time.Second + 500*time.Millisecond)
+				if err := httpToFile("http://"+x.admin+"/debug/pprof/heap?gc=1", s.heap, 30*time.Second); err != nil {
+					mu.Lock()
+					errs = append(errs, err.Error())
+					mu.Unlock()
+				}
+			}()
+		}
+	} else if s.pprof != "" || s.allocs != "" || s.trace != "" {
+		errs = append(errs, "-pprof, -allocs and -trace need ringroute; use -perf for "+x.kind)
 	}
 	var perf *proc
 	if s.perf != "" {
