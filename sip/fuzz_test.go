@@ -48,6 +48,9 @@ func FuzzDatagram(f *testing.F) {
 		if fz != nil && fz.s != nil {
 			fz.close()
 		}
+		// The next run of this target in the process (go test -count=2)
+		// starts its own server instead of probing the closed one.
+		fz, fuzzOnce = nil, sync.Once{}
 	})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fuzzOnce.Do(func() { fz = startFuzzServer() })
