@@ -43,6 +43,7 @@ func (c *call) run() {
 			l.sent(l.dialTx, l.dialErr)
 		case wokeResponse:
 			w.leg.onResponse(w.res)
+			shed(w.res)
 		case wokeTxDone:
 			w.leg.onTxDone()
 		case wokeGiveUp:
@@ -53,6 +54,20 @@ func (c *call) run() {
 }
 
 var errClosing = errors.New("server closing")
+
+// shed empties a provisional response once the leg has seen it. sipgo's
+// client transaction holds the last response it passed up until the next
+// one replaces it, which for a ringing leg is the whole ring time, and a
+// parsed 180 (its headers, their params and strings) is over a KiB: a
+// tenth of a ringing call's heap. The response is ours once received
+// from Responses: sipgo reads a provisional one no more (the ACK of a
+// failure is built from the final response, retransmissions replace it
+// first), and nothing of ours keeps it.
+func shed(res *sipmsg.Response) {
+	if res != nil && res.IsProvisional() {
+		*res = sipmsg.Response{StatusCode: res.StatusCode, Reason: res.Reason}
+	}
+}
 
 type woke int
 

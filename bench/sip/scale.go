@@ -22,6 +22,7 @@ type memSample struct {
 	KiB        int    `json:"kib"` // VmRSS, or the sum of Pss (Kamailio, rtpengine)
 	HeapInuse  int64  `json:"heap_inuse,omitempty"`
 	HeapAlloc  int64  `json:"heap_alloc,omitempty"`
+	StackInuse int64  `json:"stack_inuse,omitempty"` // goroutine stacks: not in the heap, in RSS
 	Goroutines int    `json:"goroutines,omitempty"`
 	Live       int    `json:"live_calls,omitempty"` // /debug/live
 	Regs       int    `json:"registrations,omitempty"`
@@ -137,6 +138,9 @@ func sample(x *sut) memSample {
 		if b, err := httpGet(base + "/debug/pprof/heap?gc=1&debug=1"); err == nil {
 			m.HeapInuse = memStat(b, "HeapInuse")
 			m.HeapAlloc = memStat(b, "HeapAlloc")
+			if mm := regexp.MustCompile(`(?m)^# Stack = (\d+) /`).FindStringSubmatch(b); mm != nil {
+				m.StackInuse, _ = strconv.ParseInt(mm[1], 10, 64)
+			}
 		}
 		if b, err := httpGet(base + "/debug/pprof/goroutine?debug=1"); err == nil {
 			if mm := regexp.MustCompile(`goroutine profile: total (\d+)`).FindStringSubmatch(b); mm != nil {
@@ -581,18 +585,21 @@ func renderScale(e *env, run *scaleRun) string {
 		b.WriteString("\n## Memory per ringing call\n\n")
 		fmt.Fprintf(&b, "Calls to the parallel group (three members that ring and never answer, member_timeout 600 s), placed at %d/s and all ringing at once, then cancelled. ", e.o.holdRate)
 		b.WriteString("ringroute: VmRSS, and the heap after a forced GC (`/debug/pprof/heap?gc=1`), goroutines from `/debug/pprof/goroutine`; Kamailio: the sum of Pss over its processes. Per call = (during − before) / calls ringing.\n\n")
-		t := table{{"SUT", "media", "ringing", "memory before MiB", "during MiB", "per call KiB", "heap per call KiB", "goroutines per call",
+		t := table{{"SUT", "media", "ringing", "memory before MiB", "during MiB", "per call KiB", "heap per call KiB", "stacks per call KiB", "goroutines per call",
 			"goroutines before/during/settled", "all ended MiB", fmt.Sprintf("settled (+%v) MiB", e.o.settle), "heap settled MiB", "CPU ms/call", "failed"}}
 		for _, h := range run.Hold {
-			g, gpc, heap, heapSettled := "–", "–", "–", "–"
+			g, gpc, heap, stacks, heapSettled := "–", "–", "–", "–", "–"
 			if h.SUT == "ringroute" {
 				g = fmt.Sprintf("%d/%d/%d", h.Before.Goroutines, h.During.Goroutines, h.Settled.Goroutines)
 				gpc = fmt.Sprintf("%.2f", h.perCall(int64(h.Before.Goroutines), int64(h.During.Goroutines)))
 				heap = fmt.Sprintf("%.1f", h.perCall(h.Before.HeapInuse, h.During.HeapInuse)/1024)
 				heapSettled = fmt.Sprintf("%.1f", float64(h.Settled.HeapInuse)/(1<<20))
+				if h.During.StackInuse > 0 {
+					stacks = fmt.Sprintf("%.1f", h.perCall(h.Before.StackInuse, h.During.StackInuse)/1024)
+				}
 			}
 			t = append(t, []string{h.SUT, h.Media, fmt.Sprintf("%d of %d", h.Ringing, h.Target), mib(h.Before.KiB), mib(h.During.KiB),
-				fmt.Sprintf("%.1f", h.perCall(int64(h.Before.KiB), int64(h.During.KiB))), heap, gpc, g, mib(h.After.KiB), mib(h.Settled.KiB), heapSettled,
+				fmt.Sprintf("%.1f", h.perCall(int64(h.Before.KiB), int64(h.During.KiB))), heap, stacks, gpc, g, mib(h.After.KiB), mib(h.Settled.KiB), heapSettled,
 				fmt.Sprintf("%.3f", h.CPUms), fmt.Sprint(h.Failed)})
 		}
 		b.WriteString(t.markdown())
