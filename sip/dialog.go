@@ -17,14 +17,17 @@ import (
 // because a B2BUA must hold both sides of every dialog in one place and
 // decide itself when to ACK, CANCEL and BYE (see the notes on WaitAnswer).
 type dialog struct {
-	mu           sync.Mutex
-	callID       string
-	local        sipmsg.FromHeader // our party, with our tag
-	remote       sipmsg.ToHeader   // their party, with their tag
-	remoteTarget sipmsg.Uri        // their Contact
-	routeSet     []sipmsg.Uri      // in the order requests carry them
-	cseq         uint32            // last CSeq we used
-	remoteCSeq   uint32            // last CSeq they used
+	mu     sync.Mutex
+	callID string
+	// Pointers, not values: a member leg shares its INVITE's From and To
+	// until an answer gives it a remote of its own, so a ringing leg does
+	// not carry a second copy of each (half its size).
+	local        *sipmsg.FromHeader // our party, with our tag
+	remote       *sipmsg.ToHeader   // their party, with their tag
+	remoteTarget *sipmsg.Uri        // their Contact; nil: none yet
+	routeSet     []sipmsg.Uri       // in the order requests carry them
+	cseq         uint32             // last CSeq we used
+	remoteCSeq   uint32             // last CSeq they used
 	client       *sipgo.Client
 	transport    string // "UDP", "TCP"
 	// destination overrides where requests go when there is no route set:
@@ -53,14 +56,18 @@ func (d *dialog) newRequest(m sipmsg.RequestMethod, seq uint32) *sipmsg.Request 
 		d.cseq++
 		seq = d.cseq
 	}
-	req := sipmsg.NewRequest(m, *d.remoteTarget.Clone())
+	var target sipmsg.Uri
+	if d.remoteTarget != nil {
+		target = *d.remoteTarget.Clone()
+	}
+	req := sipmsg.NewRequest(m, target)
 	for _, r := range d.routeSet {
 		req.AppendHeader(&sipmsg.RouteHeader{Address: *r.Clone()})
 	}
-	from := d.local
+	from := *d.local
 	from.Params = d.local.Params.Clone()
 	req.AppendHeader(&from)
-	to := d.remote
+	to := *d.remote
 	to.Params = d.remote.Params.Clone()
 	req.AppendHeader(&to)
 	cid := sipmsg.CallIDHeader(d.callID)

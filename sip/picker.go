@@ -109,9 +109,12 @@ func (s *Server) onPickup(cfg *config.Config, req *sipmsg.Request, tx sipmsg.Ser
 		return
 	}
 	s.dialogs.add(p.u.callID, tag, dialogRef{call: c, pick: p})
-	uri := p.u.remoteTarget
+	var uri string
+	if t := p.u.remoteTarget; t != nil {
+		uri = t.String()
+	}
 	c.log.Info("pickup", zap.String("by", user))
-	c.post(routing.PickedUp{By: user, URI: uri.String()})
+	c.post(routing.PickedUp{By: user, URI: uri})
 	select {
 	case <-p.u.finalSent:
 	case <-tx.Done():

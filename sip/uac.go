@@ -142,7 +142,10 @@ func (l *uac) build() (*sipmsg.Request, *sipgo.Client, int) {
 		l.log.Warn("no listener for member transport", zap.String("transport", tr))
 		return nil, nil, 503
 	}
-	inv.AppendHeader(s.contact(tr).Clone())
+	// Shared, not cloned: nothing writes a request's Contact once built
+	// (we do not use sipgo's dialog clients, which would), and each
+	// ringing leg's INVITE lives as long as it rings.
+	inv.AppendHeader(s.contact(tr))
 	inv.AppendHeader(sipmsg.NewHeader("Allow", allowed))
 	inv.AppendHeader(sipmsg.NewHeader("User-Agent", s.agent))
 	body, ct := a.Body(), contentType(a)
@@ -153,8 +156,8 @@ func (l *uac) build() (*sipmsg.Request, *sipgo.Client, int) {
 	copyHeaders(a, inv, "Content-Disposition")
 
 	l.callID = cid.Value()
-	l.local = from
-	l.remote = to
+	l.local = &from
+	l.remote = &to
 	l.cseq = 1
 	l.client = client
 	l.transport = tr
@@ -372,10 +375,10 @@ func (l *uac) answer(res *sipmsg.Response) {
 	l.answered = true
 	l.res = res
 	to := res.To()
-	l.remote = sipmsg.ToHeader{DisplayName: to.DisplayName, Address: *to.Address.Clone(), Params: to.Params.Clone()}
-	l.remoteTarget = *l.inv.Recipient.Clone()
+	l.remote = &sipmsg.ToHeader{DisplayName: to.DisplayName, Address: *to.Address.Clone(), Params: to.Params.Clone()}
+	l.remoteTarget = l.inv.Recipient.Clone()
 	if ct := res.Contact(); ct != nil {
-		l.remoteTarget = *ct.Address.Clone()
+		l.remoteTarget = ct.Address.Clone()
 	}
 	rr := res.GetHeaders("Record-Route")
 	l.routeSet = nil
@@ -604,16 +607,16 @@ func (s *Server) ackAndBye(client *sipgo.Client, res *sipmsg.Response, inv *sipm
 	}
 	d := &dialog{
 		callID:    cid.Value(),
-		local:     sipmsg.FromHeader{DisplayName: from.DisplayName, Address: *from.Address.Clone(), Params: from.Params.Clone()},
-		remote:    sipmsg.ToHeader{DisplayName: to.DisplayName, Address: *to.Address.Clone(), Params: to.Params.Clone()},
+		local:     &sipmsg.FromHeader{DisplayName: from.DisplayName, Address: *from.Address.Clone(), Params: from.Params.Clone()},
+		remote:    &sipmsg.ToHeader{DisplayName: to.DisplayName, Address: *to.Address.Clone(), Params: to.Params.Clone()},
 		cseq:      cseq.SeqNo,
 		client:    client,
 		transport: res.Transport(),
 	}
 	if ct := res.Contact(); ct != nil {
-		d.remoteTarget = *ct.Address.Clone()
+		d.remoteTarget = ct.Address.Clone()
 	} else if inv != nil {
-		d.remoteTarget = *inv.Recipient.Clone()
+		d.remoteTarget = inv.Recipient.Clone()
 	} else {
 		return
 	}

@@ -43,11 +43,11 @@ func newUAS(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction, tag strin
 	}
 	from, to := req.From(), req.To()
 	a.callID = req.CallID().Value()
-	a.local = sipmsg.FromHeader{DisplayName: to.DisplayName, Address: *to.Address.Clone(), Params: to.Params.Clone()}
+	a.local = &sipmsg.FromHeader{DisplayName: to.DisplayName, Address: *to.Address.Clone(), Params: to.Params.Clone()}
 	a.local.Params.Add("tag", tag)
-	a.remote = sipmsg.ToHeader{DisplayName: from.DisplayName, Address: *from.Address.Clone(), Params: from.Params.Clone()}
+	a.remote = &sipmsg.ToHeader{DisplayName: from.DisplayName, Address: *from.Address.Clone(), Params: from.Params.Clone()}
 	if ct := req.Contact(); ct != nil {
-		a.remoteTarget = *ct.Address.Clone()
+		a.remoteTarget = ct.Address.Clone()
 	}
 	for _, h := range req.GetHeaders("Record-Route") {
 		if rr, ok := h.(*sipmsg.RecordRouteHeader); ok {
