@@ -63,14 +63,17 @@ func newUAS(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction, tag strin
 	return a
 }
 
-// markFinal records that the INVITE transaction has its final response and
-// releases the INVITE handler, which sipgo requires to block until then.
-func (a *uas) markFinal() {
-	if !a.final {
-		a.final = true
-		close(a.finalSent)
-	}
-}
+// markFinal records, under a.mu, that the INVITE's final response is
+// decided; the one path that set it calls release once the response is
+// in the transaction's hands.
+func (a *uas) markFinal() { a.final = true }
+
+// release lets the INVITE's handler return (a pickup's; a call's handler
+// is the call's own goroutine). Not before the final response is handed
+// to sipgo: a handler that returns first gets its transaction terminated
+// (TerminateGracefully), and the response then fails with "transaction
+// terminated" (TestPickup failed so under load).
+func (a *uas) release() { close(a.finalSent) }
 
 // onCancel runs inside sipgo's transaction lock when the caller's CANCEL
 // matched our INVITE: sipgo has answered 200 and sends 487 itself. It only
@@ -84,6 +87,9 @@ func (a *uas) onCancel() {
 	a.cancelled = true
 	a.markFinal()
 	a.mu.Unlock()
+	// sipgo sends the 487 in the same transition, under the lock that
+	// TerminateGracefully takes too.
+	a.release()
 	a.c.s.setups.end(a.req)
 	a.c.post(routing.CallerCancelled{})
 }
@@ -170,6 +176,7 @@ func (a *uas) reject(code int) {
 	if err := a.tx.Respond(a.response(code, nil, "")); err != nil {
 		a.c.log.Debug("final response to caller failed", zap.Int("code", code), zap.Error(err))
 	}
+	a.release()
 }
 
 // answer sends 200 with the winner's answer and keeps sending it until the
@@ -222,6 +229,7 @@ func (a *uas) ok(body []byte, ct string, onAck func(*sipmsg.Request), onFail fun
 	a.mu.Unlock()
 	a.c.s.setups.end(a.req)
 	err := a.tx.Respond(res)
+	a.release()
 	if err != nil {
 		a.c.log.Info("200 failed", zap.Error(err))
 		onFail()
