@@ -160,6 +160,13 @@ func (p *peer) quiet(what string, ok func(sipmsg.Message) bool, d time.Duration)
 // reply answers req as a member would: totag is the member's dialog tag.
 func (p *peer) reply(req *sipmsg.Request, code int, totag string, body string) *sipmsg.Response {
 	p.t.Helper()
+	res := p.responseTo(req, code, totag, body)
+	p.sendMsg(res)
+	return res
+}
+
+// responseTo is the response reply sends, not sent.
+func (p *peer) responseTo(req *sipmsg.Request, code int, totag string, body string) *sipmsg.Response {
 	res := sipmsg.NewResponseFromRequest(req, code, reasonPhrase(code), nil)
 	if totag != "" {
 		res.To().Params.Add("tag", totag)
@@ -171,7 +178,6 @@ func (p *peer) reply(req *sipmsg.Request, code int, totag string, body string) *
 		res.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
 	}
 	res.SetBody([]byte(body))
-	p.sendMsg(res)
 	return res
 }
 

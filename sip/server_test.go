@@ -151,6 +151,96 @@ Max-Forwards: 70
 	}
 }
 
+// The forking proxy's second 2xx may come right behind the first, before
+// the call has taken the first from the transaction (CI caught it). It must
+// still be ACKed and BYEd, and the first dialog connected.
+func TestForked2xxBackToBack(t *testing.T) {
+	caller, m := newPeer(t, "caller"), newPeer(t, "m")
+	startServer(t, groupConfig("all", m.uri("m")), caller, m)
+
+	// The race is sipgo's goroutines' to lose: a few calls make it likely.
+	for call := 0; call < 10; call++ {
+		cid := caller.invite("600")
+		of := func(method sipmsg.RequestMethod) func(sipmsg.Message) bool {
+			is := isRes(method, 200)
+			return func(m sipmsg.Message) bool { return is(m) && m.CallID().Value() == cid }
+		}
+		inv := m.request(sipmsg.INVITE, wait)
+		m.reply(inv, 200, "first", sdp)
+		m.reply(inv, 200, "second", sdp)
+		acked := map[string]bool{}
+		for range 2 {
+			acked[tag(m.request(sipmsg.ACK, wait).To())] = true
+		}
+		if !acked["first"] || !acked["second"] {
+			t.Fatalf("call %d: ACKs went to %v, want first and second", call, acked)
+		}
+		// sipgo hands each datagram to a goroutine of its own, so either
+		// 2xx may be the one the transaction takes: that one wins, the
+		// other is hung up.
+		bye := m.request(sipmsg.BYE, wait)
+		won := map[string]string{"first": "second", "second": "first"}[tag(bye.To())]
+		if won == "" {
+			t.Fatalf("call %d: BYE went to dialog %q", call, tag(bye.To()))
+		}
+		m.reply(bye, 200, "", "")
+		ok := caller.next("200 to the INVITE", of(sipmsg.INVITE), wait).(*sipmsg.Response)
+		caller.ackFor(ok)
+		caller.inDialogBye(ok, 2)
+		b := m.request(sipmsg.BYE, wait)
+		if tag(b.To()) != won {
+			t.Fatalf("call %d: caller's BYE went to %q, want %q, the dialog that was not hung up", call, tag(b.To()), won)
+		}
+		m.reply(b, 200, "", "")
+		caller.next("200 to the BYE", of(sipmsg.BYE), wait)
+	}
+}
+
+// sipgo runs each datagram on a goroutine of its own, so a second 2xx may
+// reach the stray handler before the call has taken the leg's first 2xx
+// from the transaction. The handler holds it for the leg, which ACKs and
+// BYEs it once answered; it was dropped (nothing was in the dialog table
+// for a leg not yet answered).
+func TestStray2xxBeforeAnswerIsHeld(t *testing.T) {
+	caller, m := newPeer(t, "caller"), newPeer(t, "m")
+	srv, _ := startServer(t, groupConfig("all", m.uri("m")), caller, m)
+
+	caller.invite("600")
+	inv := m.request(sipmsg.INVITE, wait)
+	m.reply(inv, 180, "first", "")
+	caller.response(180, wait)
+	second, err := sipmsg.ParseMessage([]byte(m.responseTo(inv, 200, "second", sdp).String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	second.SetTransport("UDP") // as sipgo's transport layer hands it over
+	second.SetSource(m.conn.LocalAddr().String())
+	srv.onStrayResponse(second.(*sipmsg.Response))
+	m.quiet("ACK", isReq(sipmsg.ACK), 200*time.Millisecond)
+
+	m.reply(inv, 200, "first", sdp)
+	acked := map[string]bool{}
+	for range 2 {
+		acked[tag(m.request(sipmsg.ACK, wait).To())] = true
+	}
+	if !acked["first"] || !acked["second"] {
+		t.Fatalf("ACKs went to %v, want first and second", acked)
+	}
+	bye := m.request(sipmsg.BYE, wait)
+	if tag(bye.To()) != "second" {
+		t.Fatalf("BYE went to dialog %q, want the held one", tag(bye.To()))
+	}
+	m.reply(bye, 200, "", "")
+	ok := caller.response(200, wait)
+	caller.ackFor(ok)
+	caller.inDialogBye(ok, 2)
+	if b := m.request(sipmsg.BYE, wait); tag(b.To()) != "first" {
+		t.Errorf("caller's BYE went to %q", tag(b.To()))
+	} else {
+		m.reply(b, 200, "", "")
+	}
+}
+
 // A proxy in front of a member may fork: a second 2xx with another To tag
 // is a second dialog, which is ACKed and BYEd (RFC 3261 13.2.2.4); the
 // first stays up.

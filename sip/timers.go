@@ -21,10 +21,15 @@ import (
 //     Server.failed for linger. A retransmitted response to a CANCEL or BYE
 //     needs nothing; sendAndWait already ends those transactions at their
 //     final response.
-//   - INVITE client after a 2xx (Timer M): 0. RFC 6026 keeps that state
-//     only to hand later 2xx to the TU, and sipgo hands a response that
-//     matches no transaction to the TU anyway (onStrayResponse, which
-//     re-ACKs or BYEs).
+//   - INVITE client after a 2xx (Timer M): settle, not 0. RFC 6026 keeps
+//     that state only to hand later 2xx to the TU, and sipgo hands a
+//     response that matches no transaction to the TU anyway
+//     (onStrayResponse, which re-ACKs or BYEs). But sipgo gives each
+//     datagram a goroutine of its own, which finds the transaction and
+//     then waits for it: a second 2xx right behind the first (a forking
+//     proxy) that found it before Timer M ran was dropped once the
+//     transaction had ended (CI caught it). For settle the transaction
+//     keeps only itself: the INVITE and the 2xx it holds are the leg's.
 //   - INVITE server after a 2xx (Timer L): 0. The TU retransmits the 2xx
 //     itself (awaitACK) and the ACK never matched the transaction (it has
 //     a branch of its own). A retransmitted INVITE is absorbed by onInvite
@@ -38,11 +43,15 @@ import (
 // losses in a row for what is kept that long.
 const linger = 5 * time.Second
 
+// settle is Timer M: long enough for every response goroutine that found
+// the transaction to have had its turn, however loaded the core is.
+const settle = time.Second
+
 // sipgo keeps its timers in package variables; they are set here, before
 // any transaction exists, and never written again.
 func init() {
 	sipmsg.Timer_D = 0
-	sipmsg.Timer_M = 0
+	sipmsg.Timer_M = settle
 	sipmsg.Timer_L = 0
 	sipmsg.Timer_J = linger
 }

@@ -58,6 +58,10 @@ type uac struct {
 	delayed       bool             // the INVITE carried no offer: the ACK carries the answer
 	ending        bool             // BYE sent or received
 	terminal      bool             // the leg's last event was posted
+	// early2xx are 2xx that reached onStrayResponse before the call's
+	// goroutine took the first one (answer) or gave the leg up (fail);
+	// whichever runs handles them.
+	early2xx []*sipmsg.Response
 }
 
 func (c *call) newLeg(a routing.StartLeg) *uac {
@@ -216,8 +220,12 @@ func (l *uac) sent(tx sipmsg.ClientTransaction, err error) {
 	l.tx = tx
 	pc := l.pendingCancel
 	l.mu.Unlock()
-	// A 2xx that sipgo still matches to the transaction in the instant
-	// before Timer M (0) deletes it is handled like any later one.
+	// A 2xx that sipgo still matches to the transaction before Timer M
+	// (settle) deletes it is handled like any later one. Either
+	// may come before this goroutine has taken the first 2xx from the
+	// transaction: the early entry lets onStrayResponse find the leg then
+	// (a forking proxy's second 2xx comes right after the first).
+	l.c.s.dialogs.add(l.callID, l.localTag(), dialogRef{call: l.c, leg: l, early: true})
 	tx.OnRetransmission(l.c.s.onStrayResponse)
 	l.waiting = true
 	if pc != nil {
@@ -402,8 +410,22 @@ func (l *uac) answer(res *sipmsg.Response) {
 	if !delayed {
 		l.sendAck(nil, "")
 	}
+	l.strays()
 	l.status.set("answered", res.StatusCode)
 	l.c.post(routing.LegAnswered{Leg: l.id})
+}
+
+// strays handles the 2xx that onStrayResponse held for the leg until it
+// was answered or over; now that it is, onStrayResponse knows what to do
+// with each (ACK again, or ACK and BYE).
+func (l *uac) strays() {
+	l.mu.Lock()
+	held := l.early2xx
+	l.early2xx = nil
+	l.mu.Unlock()
+	for _, res := range held {
+		l.c.s.onStrayResponse(res)
+	}
 }
 
 // usableSDP reports whether a 2xx carries SDP the relay can read.
@@ -559,8 +581,10 @@ func (l *uac) fail(code int, contacts []string) {
 	l.terminal = true
 	l.mu.Unlock()
 	if l.callID != "" {
+		l.c.s.dialogs.remove(l.callID, l.localTag())
 		l.c.s.recent.add(l.callID)
 	}
+	l.strays()
 	l.c.s.live.legs.Add(-1)
 	l.status.set("ended", code)
 	l.c.post(routing.LegFailed{Leg: l.id, Code: code, Contacts: contacts})
@@ -642,11 +666,12 @@ func (s *Server) ackAndBye(client *sipgo.Client, res *sipmsg.Response, inv *sipm
 // onStrayResponse gets responses that match no transaction. A failure of
 // one of our INVITEs is ACKed again (reAckFailure). For a 2xx to
 // one of our INVITEs that is where RFC 6026 puts the TU: the INVITE client
-// transaction ends at its first 2xx (Timer M is 0, see linger), and every
-// later 2xx comes here. A retransmission of the 2xx that won a live leg is
-// ACKed again (the member did not get our ACK); any other 2xx of a live
-// leg (a forking proxy in front of the member, a second phone answering)
-// or of a leg that ended recently is ACKed and BYEd.
+// transaction ends soon after its first 2xx (Timer M is settle), and every
+// later 2xx comes here, through the transaction's hook or without one. A
+// retransmission of the 2xx that won a live leg is ACKed again (the member
+// did not get our ACK); any other 2xx of a live leg (a forking proxy in
+// front of the member, a second phone answering) or of a leg that ended
+// recently is ACKed and BYEd.
 func (s *Server) onStrayResponse(res *sipmsg.Response) {
 	cseq, cid, from, to := res.CSeq(), res.CallID(), res.From(), res.To()
 	if cseq == nil || cid == nil || from == nil || to == nil || cseq.MethodName != sipmsg.INVITE {
@@ -670,6 +695,11 @@ func (s *Server) onStrayResponse(res *sipmsg.Response) {
 	s.dialogs.mu.Unlock()
 	if l := r.leg; l != nil {
 		l.mu.Lock()
+		if !l.answered && !l.terminal {
+			l.early2xx = append(l.early2xx, res)
+			l.mu.Unlock()
+			return
+		}
 		won, _ := l.remote.Params.Get("tag")
 		ack := l.ack
 		l.mu.Unlock()
