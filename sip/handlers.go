@@ -35,10 +35,14 @@ func (s *Server) guard(h func(*sipmsg.Request, sipmsg.ServerTransaction)) func(*
 	return func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		// Handlers may block (an INVITE until its final response, a
 		// relayed re-INVITE until its ACK); Close waits for them.
-		s.bg.Add(1)
-		defer s.bg.Done()
+		if !s.bg.add() {
+			s.sweepLate()
+			return
+		}
+		defer s.bg.done()
 		select {
 		case <-s.closing:
+			s.sweepLate()
 			return
 		default:
 		}
@@ -221,10 +225,8 @@ func (s *Server) startCall(cfg *config.Config, g *config.Group, req *sipmsg.Requ
 	s.active.Store(c, struct{}{})
 	c.ready = make(chan *uac)
 	// The INVITE's own goroutine runs the call to its end (sipgo needs it
-	// blocked until the final response anyway); Close waits for it like
-	// for any goroutine of ours.
-	s.bg.Add(1)
-	defer s.bg.Done()
+	// blocked until the final response anyway); Close waits for it, as
+	// guard counts it.
 	c.run()
 	c.cleanup()
 }

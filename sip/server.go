@@ -124,9 +124,12 @@ type Server struct {
 	// waits on the network returns without writing again, and bg counts
 	// them, so that nothing writes after the listeners are gone (sipgo
 	// would open a fresh socket for it).
-	closing  chan struct{}
-	bg       sync.WaitGroup
-	counters struct {
+	closing chan struct{}
+	// uaClosing is set as Close hands over to sipgo's own Close; see
+	// sweepLate.
+	uaClosing atomic.Bool
+	bg        goroutines
+	counters  struct {
 		poolExhausted  atomic.Uint64
 		recordFailures atomic.Uint64
 		authFailures   atomic.Uint64
@@ -215,6 +218,19 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	s.srv = srv
 	s.routes()
 	return s, nil
+}
+
+// sweepLate closes what sipgo opened, after Close, for a request it read
+// before. sipgo hands each datagram to a goroutine of its own, which finds
+// the connection to answer on before it reaches our handler; one that runs
+// only after sipgo's Close has emptied its connection pool opens a new
+// socket (and a goroutine reading it) that nothing would ever close. Every
+// such request reaches guard, which calls this: emptying the pool again
+// closes the socket the goroutine has just opened.
+func (s *Server) sweepLate() {
+	if s.uaClosing.Load() {
+		_ = s.ua.TransportLayer().Close()
+	}
 }
 
 // Config is the snapshot new calls start with.
@@ -526,10 +542,8 @@ func (s *Server) Close() error {
 	}
 	// Our goroutines return at once now; wait for them while the sockets
 	// are still there, but not forever.
-	done := make(chan struct{})
-	go func() { s.bg.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-s.bg.close():
 	case <-time.After(3 * time.Second):
 		s.log.Warn("sip: goroutines still busy at close")
 	}
@@ -542,6 +556,7 @@ func (s *Server) Close() error {
 	s.invites.close()
 	s.byes.close()
 	s.failed.close()
+	s.uaClosing.Store(true)
 	err := s.ua.Close()
 	if rerr := s.reg.Close(); rerr != nil {
 		s.log.Error("registrar state file", zap.Error(rerr))
@@ -549,11 +564,14 @@ func (s *Server) Close() error {
 	return err
 }
 
-// spawn runs f on a goroutine that Close waits for.
+// spawn runs f on a goroutine that Close waits for; once Close waits,
+// not at all (f would write to sockets on their way out).
 func (s *Server) spawn(f func()) {
-	s.bg.Add(1)
+	if !s.bg.add() {
+		return
+	}
 	go func() {
-		defer s.bg.Done()
+		defer s.bg.done()
 		f()
 	}()
 }

@@ -673,6 +673,13 @@ func (s *Server) ackAndBye(client *sipgo.Client, res *sipmsg.Response, inv *sipm
 // front of the member, a second phone answering) or of a leg that ended
 // recently is ACKed and BYEd.
 func (s *Server) onStrayResponse(res *sipmsg.Response) {
+	select {
+	case <-s.closing:
+		// An ACK or BYE written through sipgo now would open a socket
+		// that nothing closes (see sweepLate).
+		return
+	default:
+	}
 	cseq, cid, from, to := res.CSeq(), res.CallID(), res.From(), res.To()
 	if cseq == nil || cid == nil || from == nil || to == nil || cseq.MethodName != sipmsg.INVITE {
 		return
