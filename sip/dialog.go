@@ -115,11 +115,6 @@ type dialogRef struct {
 	leg  *uac    // a member leg
 	pick *picker // a colleague who picked the call up
 	// neither: the caller side
-
-	// early: a member leg that has not answered yet. Only a stray 2xx
-	// finds it (onStrayResponse); requests get no match, as before it
-	// was in the table.
-	early bool
 }
 
 // dialogTable finds the call for in-dialog requests, keyed by Call-ID and
@@ -156,9 +151,6 @@ func (t *dialogTable) match(req *sipmsg.Request) (dialogRef, bool) {
 	t.mu.Lock()
 	r, ok := t.m[dialogKey(cid.Value(), tag)]
 	t.mu.Unlock()
-	if r.early {
-		return dialogRef{}, false
-	}
 	return r, ok
 }
 

@@ -197,10 +197,10 @@ func TestForked2xxBackToBack(t *testing.T) {
 }
 
 // sipgo runs each datagram on a goroutine of its own, so a second 2xx may
-// reach the stray handler before the call has taken the leg's first 2xx
-// from the transaction. The handler holds it for the leg, which ACKs and
-// BYEs it once answered; it was dropped (nothing was in the dialog table
-// for a leg not yet answered).
+// reach the transaction's hook before the call has taken the leg's first
+// 2xx from the transaction. The leg holds it and ACKs and BYEs it once
+// answered; it was dropped (nothing was in the dialog table for a leg not
+// yet answered).
 func TestStray2xxBeforeAnswerIsHeld(t *testing.T) {
 	caller, m := newPeer(t, "caller"), newPeer(t, "m")
 	srv, _ := startServer(t, groupConfig("all", m.uri("m")), caller, m)
@@ -215,7 +215,12 @@ func TestStray2xxBeforeAnswerIsHeld(t *testing.T) {
 	}
 	second.SetTransport("UDP") // as sipgo's transport layer hands it over
 	second.SetSource(m.conn.LocalAddr().String())
-	srv.onStrayResponse(second.(*sipmsg.Response))
+	var leg *uac
+	srv.active.Range(func(k, _ any) bool {
+		leg = k.(*call).legList()[0]
+		return false
+	})
+	leg.onStray(second.(*sipmsg.Response))
 	m.quiet("ACK", isReq(sipmsg.ACK), 200*time.Millisecond)
 
 	m.reply(inv, 200, "first", sdp)

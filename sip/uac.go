@@ -58,7 +58,7 @@ type uac struct {
 	delayed       bool             // the INVITE carried no offer: the ACK carries the answer
 	ending        bool             // BYE sent or received
 	terminal      bool             // the leg's last event was posted
-	// early2xx are 2xx that reached onStrayResponse before the call's
+	// early2xx are 2xx that reached onStray before the call's
 	// goroutine took the first one (answer) or gave the leg up (fail);
 	// whichever runs handles them.
 	early2xx []*sipmsg.Response
@@ -220,13 +220,7 @@ func (l *uac) sent(tx sipmsg.ClientTransaction, err error) {
 	l.tx = tx
 	pc := l.pendingCancel
 	l.mu.Unlock()
-	// A 2xx that sipgo still matches to the transaction before Timer M
-	// (settle) deletes it is handled like any later one. Either
-	// may come before this goroutine has taken the first 2xx from the
-	// transaction: the early entry lets onStrayResponse find the leg then
-	// (a forking proxy's second 2xx comes right after the first).
-	l.c.s.dialogs.add(l.callID, l.localTag(), dialogRef{call: l.c, leg: l, early: true})
-	tx.OnRetransmission(l.c.s.onStrayResponse)
+	tx.OnRetransmission(l.onStray)
 	l.waiting = true
 	if pc != nil {
 		l.giveUpIn(cancelGrace)
@@ -415,7 +409,26 @@ func (l *uac) answer(res *sipmsg.Response) {
 	l.c.post(routing.LegAnswered{Leg: l.id})
 }
 
-// strays handles the 2xx that onStrayResponse held for the leg until it
+// onStray takes a 2xx that sipgo matched to the leg's transaction after
+// the first one, until Timer M (settle) ends the transaction: a
+// retransmission, or a forking proxy's other 2xx. sipgo hands each
+// datagram to a goroutine of its own, so it may come before this call's
+// goroutine has taken the first from the transaction (a forking proxy's
+// second 2xx comes right behind the first); it is then held for answer or
+// fail. Later ones reach onStrayResponse without a transaction; by then
+// the leg is in the dialog table.
+func (l *uac) onStray(res *sipmsg.Response) {
+	l.mu.Lock()
+	if res.IsSuccess() && !l.answered && !l.terminal {
+		l.early2xx = append(l.early2xx, res)
+		l.mu.Unlock()
+		return
+	}
+	l.mu.Unlock()
+	l.c.s.onStrayResponse(res)
+}
+
+// strays handles the 2xx that onStray held for the leg until it
 // was answered or over; now that it is, onStrayResponse knows what to do
 // with each (ACK again, or ACK and BYE).
 func (l *uac) strays() {
@@ -581,7 +594,6 @@ func (l *uac) fail(code int, contacts []string) {
 	l.terminal = true
 	l.mu.Unlock()
 	if l.callID != "" {
-		l.c.s.dialogs.remove(l.callID, l.localTag())
 		l.c.s.recent.add(l.callID)
 	}
 	l.strays()
@@ -702,11 +714,6 @@ func (s *Server) onStrayResponse(res *sipmsg.Response) {
 	s.dialogs.mu.Unlock()
 	if l := r.leg; l != nil {
 		l.mu.Lock()
-		if !l.answered && !l.terminal {
-			l.early2xx = append(l.early2xx, res)
-			l.mu.Unlock()
-			return
-		}
 		won, _ := l.remote.Params.Get("tag")
 		ack := l.ack
 		l.mu.Unlock()
