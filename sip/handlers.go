@@ -42,7 +42,6 @@ func (s *Server) guard(h func(*sipmsg.Request, sipmsg.ServerTransaction)) func(*
 		defer s.bg.done()
 		select {
 		case <-s.closing:
-			s.sweepLate()
 			return
 		default:
 		}

@@ -161,20 +161,10 @@ func TestForked2xxBackToBack(t *testing.T) {
 	// The race is sipgo's goroutines' to lose: a few calls make it likely.
 	for call := 0; call < 10; call++ {
 		cid := caller.invite("600")
-		of := func(method sipmsg.RequestMethod) func(sipmsg.Message) bool {
-			is := isRes(method, 200)
-			return func(m sipmsg.Message) bool { return is(m) && m.CallID().Value() == cid }
-		}
 		inv := m.request(sipmsg.INVITE, wait)
 		m.reply(inv, 200, "first", sdp)
 		m.reply(inv, 200, "second", sdp)
-		acked := map[string]bool{}
-		for range 2 {
-			acked[tag(m.request(sipmsg.ACK, wait).To())] = true
-		}
-		if !acked["first"] || !acked["second"] {
-			t.Fatalf("call %d: ACKs went to %v, want first and second", call, acked)
-		}
+		ackedBoth(t, m)
 		// sipgo hands each datagram to a goroutine of its own, so either
 		// 2xx may be the one the transaction takes: that one wins, the
 		// other is hung up.
@@ -183,17 +173,41 @@ func TestForked2xxBackToBack(t *testing.T) {
 		if won == "" {
 			t.Fatalf("call %d: BYE went to dialog %q", call, tag(bye.To()))
 		}
-		m.reply(bye, 200, "", "")
-		ok := caller.next("200 to the INVITE", of(sipmsg.INVITE), wait).(*sipmsg.Response)
-		caller.ackFor(ok)
-		caller.inDialogBye(ok, 2)
-		b := m.request(sipmsg.BYE, wait)
-		if tag(b.To()) != won {
-			t.Fatalf("call %d: caller's BYE went to %q, want %q, the dialog that was not hung up", call, tag(b.To()), won)
-		}
-		m.reply(b, 200, "", "")
-		caller.next("200 to the BYE", of(sipmsg.BYE), wait)
+		connectWinner(t, caller, m, cid, bye, won)
 	}
+}
+
+// ackedBoth: the member's 2xx with To tags first and second are both ACKed.
+func ackedBoth(t *testing.T, m *peer) {
+	t.Helper()
+	acked := map[string]bool{}
+	for range 2 {
+		acked[tag(m.request(sipmsg.ACK, wait).To())] = true
+	}
+	if !acked["first"] || !acked["second"] {
+		t.Fatalf("ACKs went to %v, want first and second", acked)
+	}
+}
+
+// connectWinner goes on from ringroute's BYE to the member's dialog that
+// lost: it is answered, the caller gets its 200 and hangs up, and that BYE
+// must reach won, the member's dialog that stayed.
+func connectWinner(t *testing.T, caller, m *peer, cid string, bye *sipmsg.Request, won string) {
+	t.Helper()
+	of := func(method sipmsg.RequestMethod) func(sipmsg.Message) bool {
+		is := isRes(method, 200)
+		return func(m sipmsg.Message) bool { return is(m) && m.CallID().Value() == cid }
+	}
+	m.reply(bye, 200, "", "")
+	ok := caller.next("200 to the INVITE", of(sipmsg.INVITE), wait).(*sipmsg.Response)
+	caller.ackFor(ok)
+	caller.inDialogBye(ok, 2)
+	b := m.request(sipmsg.BYE, wait)
+	if tag(b.To()) != won {
+		t.Errorf("caller's BYE went to %q, want %q, the dialog that was not hung up", tag(b.To()), won)
+	}
+	m.reply(b, 200, "", "")
+	caller.next("200 to the BYE", of(sipmsg.BYE), wait)
 }
 
 // sipgo runs each datagram on a goroutine of its own, so a second 2xx may
@@ -205,7 +219,7 @@ func TestStray2xxBeforeAnswerIsHeld(t *testing.T) {
 	caller, m := newPeer(t, "caller"), newPeer(t, "m")
 	srv, _ := startServer(t, groupConfig("all", m.uri("m")), caller, m)
 
-	caller.invite("600")
+	cid := caller.invite("600")
 	inv := m.request(sipmsg.INVITE, wait)
 	m.reply(inv, 180, "first", "")
 	caller.response(180, wait)
@@ -224,26 +238,12 @@ func TestStray2xxBeforeAnswerIsHeld(t *testing.T) {
 	m.quiet("ACK", isReq(sipmsg.ACK), 200*time.Millisecond)
 
 	m.reply(inv, 200, "first", sdp)
-	acked := map[string]bool{}
-	for range 2 {
-		acked[tag(m.request(sipmsg.ACK, wait).To())] = true
-	}
-	if !acked["first"] || !acked["second"] {
-		t.Fatalf("ACKs went to %v, want first and second", acked)
-	}
+	ackedBoth(t, m)
 	bye := m.request(sipmsg.BYE, wait)
 	if tag(bye.To()) != "second" {
 		t.Fatalf("BYE went to dialog %q, want the held one", tag(bye.To()))
 	}
-	m.reply(bye, 200, "", "")
-	ok := caller.response(200, wait)
-	caller.ackFor(ok)
-	caller.inDialogBye(ok, 2)
-	if b := m.request(sipmsg.BYE, wait); tag(b.To()) != "first" {
-		t.Errorf("caller's BYE went to %q", tag(b.To()))
-	} else {
-		m.reply(b, 200, "", "")
-	}
+	connectWinner(t, caller, m, cid, bye, "first")
 }
 
 // A proxy in front of a member may fork: a second 2xx with another To tag
@@ -253,7 +253,7 @@ func TestForked2xxWithOtherTagIsByed(t *testing.T) {
 	caller, m := newPeer(t, "caller"), newPeer(t, "m")
 	startServer(t, groupConfig("all", m.uri("m")), caller, m)
 
-	caller.invite("600")
+	cid := caller.invite("600")
 	inv := m.request(sipmsg.INVITE, wait)
 	m.reply(inv, 200, "first", sdp)
 	if a := m.request(sipmsg.ACK, wait); tag(a.To()) != "first" {
@@ -268,16 +268,7 @@ func TestForked2xxWithOtherTagIsByed(t *testing.T) {
 	if tag(bye.To()) != "second" {
 		t.Fatalf("BYE went to dialog %q, want the forked one", tag(bye.To()))
 	}
-	m.reply(bye, 200, "", "")
-	ok := caller.response(200, wait)
-	caller.ackFor(ok)
-	// Hang up to end the test's call.
-	caller.inDialogBye(ok, 2)
-	b := m.request(sipmsg.BYE, wait)
-	if tag(b.To()) != "first" {
-		t.Errorf("caller's BYE went to %q", tag(b.To()))
-	}
-	m.reply(b, 200, "", "")
+	connectWinner(t, caller, m, cid, bye, "first")
 }
 
 // RFC 3261 9.1: no CANCEL before a provisional response. A silent member
