@@ -40,11 +40,17 @@ type call struct {
 	decisions  decisions
 	reinviting bool // an in-dialog INVITE is being relayed
 
+	// responses are the legs' (deliver); over is closed when run returns.
+	responses chan legResponse
+	over      chan struct{}
+
 	// run's goroutine only.
 	ready   chan *uac // a leg whose INVITE went out from a goroutine of its own
 	dialing int       // legs yet to come back through ready
 	aborted bool      // the server's closing was seen
-	waits   waitSet
+	waits   []*uac    // the legs whose transaction the last wait ran, kept so that waiting allocates nothing
+	alarm   *time.Timer
+	alarmAt time.Time // what alarm is set to; zero once it fired
 }
 
 var _ routing.Executor = (*call)(nil)

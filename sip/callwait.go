@@ -2,7 +2,6 @@ package sip
 
 import (
 	"errors"
-	"reflect"
 	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
@@ -11,9 +10,10 @@ import (
 )
 
 // run is the call's goroutine, from the caller's INVITE to the end of the
-// call: it steps the routing runner and, in the same wait, follows every
-// ringing leg's INVITE transaction and the caller's, so that a ringing
-// call costs one goroutine however many members it rings.
+// call: it steps the routing runner and, in the same wait, runs every
+// ringing leg's INVITE transaction and follows the caller's, so that a
+// ringing call costs one goroutine and one timer however many members it
+// rings.
 func (c *call) run() {
 	r := c.runner
 	r.Begin()
@@ -23,7 +23,7 @@ func (c *call) run() {
 		case wokeRunner: // the next Turn takes the events
 		case wokeClosing:
 			c.aborted = true
-			for _, l := range c.waits.legs {
+			for _, l := range c.waits {
 				l.abort()
 			}
 			// Close posts this too, a moment later; routing must not
@@ -35,39 +35,36 @@ func (c *call) run() {
 			c.a.gone()
 		case wokeDialed:
 			c.dialing--
-			l := w.leg
-			if c.aborted && l.dialErr == nil {
-				l.dialTx.Terminate()
-				l.dialErr = errClosing
+			err := w.leg.dialErr
+			if c.aborted && err == nil {
+				err = errClosing
 			}
-			l.sent(l.dialTx, l.dialErr)
+			w.leg.sent(err)
 		case wokeResponse:
-			w.leg.onResponse(w.res)
-			shed(w.res)
-		case wokeTxDone:
-			w.leg.onTxDone()
-		case wokeGiveUp:
-			w.leg.onGiveUp()
+			if w.leg.live() {
+				w.leg.onResponse(w.res)
+			} else {
+				c.s.onStrayResponse(w.res)
+			}
+		case wokeTimer:
+			c.alarmAt = time.Time{}
+			now := time.Now()
+			for _, l := range c.waits {
+				l.onTimer(now)
+			}
 		}
+	}
+	close(c.over)
+	if c.alarm != nil {
+		c.alarm.Stop()
+	}
+	for _, l := range c.legOrder {
+		c.s.members.remove(l)
 	}
 	r.End()
 }
 
 var errClosing = errors.New("server closing")
-
-// shed empties a provisional response once the leg has seen it. sipgo's
-// client transaction holds the last response it passed up until the next
-// one replaces it, which for a ringing leg is the whole ring time, and a
-// parsed 180 (its headers, their params and strings) is over a KiB: a
-// tenth of a ringing call's heap. The response is ours once received
-// from Responses: sipgo reads a provisional one no more (the ACK of a
-// failure is built from the final response, retransmissions replace it
-// first), and nothing of ours keeps it.
-func shed(res *sipmsg.Response) {
-	if res != nil && res.IsProvisional() {
-		*res = sipmsg.Response{StatusCode: res.StatusCode, Reason: res.Reason}
-	}
-}
 
 type woke int
 
@@ -76,21 +73,9 @@ const (
 	wokeClosing
 	wokeCallerGone
 	wokeDialed
-	wokeResponse // per leg from here: its response, transaction end, give-up timer
-	wokeTxDone
-	wokeGiveUp
+	wokeResponse
+	wokeTimer
 )
-
-// waitSet is what one wait of run listens to, kept between waits so that
-// building it allocates nothing.
-type waitSet struct {
-	legs  []*uac
-	cases []reflect.SelectCase // only with more than fastLegs legs waiting
-}
-
-// fastLegs is how many ringing legs a plain select covers; beyond that
-// (big parallel groups) the wait goes through reflect.Select.
-const fastLegs = 4
 
 type wakeup struct {
 	what woke
@@ -112,27 +97,20 @@ func (c *call) wait() wakeup {
 	if c.dialing > 0 {
 		ready = c.ready
 	}
-	ws := &c.waits
-	ws.legs = ws.legs[:0]
+	c.waits = c.waits[:0]
+	var next time.Time
 	for _, l := range c.legOrder {
-		if l.waiting {
-			ws.legs = append(ws.legs, l)
+		if !l.waiting {
+			continue
+		}
+		c.waits = append(c.waits, l)
+		if at := l.deadline(); !at.IsZero() && (next.IsZero() || at.Before(next)) {
+			next = at
 		}
 	}
-	if len(ws.legs) > fastLegs {
-		return c.waitMany(closing, callerDone, ready)
-	}
-	var res [fastLegs]<-chan *sipmsg.Response
-	var done [fastLegs]<-chan struct{}
-	var give [fastLegs]<-chan time.Time
-	for i, l := range ws.legs {
-		res[i], done[i] = l.tx.Responses(), l.tx.Done()
-		if l.giveUp != nil {
-			give[i] = l.giveUp.C
-		}
-	}
-	leg := func(i int, what woke, r *sipmsg.Response) wakeup {
-		return wakeup{what: what, leg: ws.legs[i], res: r}
+	var tick <-chan time.Time
+	if !next.IsZero() {
+		tick = c.alarmFor(next)
 	}
 	select {
 	case <-c.runner.Wake():
@@ -143,64 +121,23 @@ func (c *call) wait() wakeup {
 		return wakeup{what: wokeCallerGone}
 	case l := <-ready:
 		return wakeup{what: wokeDialed, leg: l}
-	case r := <-res[0]:
-		return leg(0, wokeResponse, r)
-	case <-done[0]:
-		return leg(0, wokeTxDone, nil)
-	case <-give[0]:
-		return leg(0, wokeGiveUp, nil)
-	case r := <-res[1]:
-		return leg(1, wokeResponse, r)
-	case <-done[1]:
-		return leg(1, wokeTxDone, nil)
-	case <-give[1]:
-		return leg(1, wokeGiveUp, nil)
-	case r := <-res[2]:
-		return leg(2, wokeResponse, r)
-	case <-done[2]:
-		return leg(2, wokeTxDone, nil)
-	case <-give[2]:
-		return leg(2, wokeGiveUp, nil)
-	case r := <-res[3]:
-		return leg(3, wokeResponse, r)
-	case <-done[3]:
-		return leg(3, wokeTxDone, nil)
-	case <-give[3]:
-		return leg(3, wokeGiveUp, nil)
+	case r := <-c.responses:
+		return wakeup{what: wokeResponse, leg: r.leg, res: r.res}
+	case <-tick:
+		return wakeup{what: wokeTimer}
 	}
 }
 
-// waitMany is wait for more than fastLegs ringing legs.
-func (c *call) waitMany(closing, callerDone <-chan struct{}, ready chan *uac) wakeup {
-	ws := &c.waits
-	const fixed = 4
-	ws.cases = append(ws.cases[:0], recv(c.runner.Wake()), recv(closing), recv(callerDone), recv(ready))
-	for _, l := range ws.legs {
-		var give <-chan time.Time
-		if l.giveUp != nil {
-			give = l.giveUp.C
-		}
-		ws.cases = append(ws.cases, recv(l.tx.Responses()), recv(l.tx.Done()), recv(give))
+// alarmFor sets the call's one timer to at, the earliest of its legs'
+// deadlines, and returns its channel. Reset drops a tick not taken
+// (Go 1.23 timers), so an old deadline never wakes a newer wait.
+func (c *call) alarmFor(at time.Time) <-chan time.Time {
+	switch {
+	case c.alarm == nil:
+		c.alarm = time.NewTimer(time.Until(at))
+	case !at.Equal(c.alarmAt):
+		c.alarm.Reset(time.Until(at))
 	}
-	i, v, _ := reflect.Select(ws.cases)
-	if i < fixed {
-		w := wakeup{what: woke(i)}
-		if w.what == wokeDialed {
-			w.leg = v.Interface().(*uac)
-		}
-		return w
-	}
-	w := wakeup{what: wokeResponse + woke((i-fixed)%3), leg: ws.legs[(i-fixed)/3]}
-	if w.what == wokeResponse {
-		w.res = v.Interface().(*sipmsg.Response)
-	}
-	return w
-}
-
-// recv is a receive case on ch; a nil channel is never ready.
-func recv[T any](ch <-chan T) reflect.SelectCase {
-	if ch == nil {
-		return reflect.SelectCase{Dir: reflect.SelectRecv}
-	}
-	return reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)}
+	c.alarmAt = at
+	return c.alarm.C
 }

@@ -103,6 +103,7 @@ type Server struct {
 	cert atomic.Pointer[tls.Certificate]
 
 	dialogs dialogTable
+	members members
 	setups  setupTable
 	// What is left of transactions sipgo no longer keeps (see linger):
 	// recent has the Call-IDs of legs that ended, for stray 2xx; invites
@@ -200,7 +201,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		sipgo.WithUserAgent(s.agent),
 		sipgo.WithUserAgentTransactionLayerOptions(
 			sipmsg.WithTransactionLayerLogger(slogger),
-			sipmsg.WithTransactionLayerUnhandledResponseHandler(s.onStrayResponse),
+			sipmsg.WithTransactionLayerUnhandledResponseHandler(s.onResponse),
 		),
 		sipgo.WithUserAgentTransportLayerOptions(
 			sipmsg.WithTransportLayerLogger(slogger),

@@ -13,23 +13,25 @@ import (
 // heap made each GC mark phase last a quarter of a second on the core the
 // daemon has, and call setups queued behind it (bench/sip -trace).
 //
-// So ringroute keeps what those timers are for, not the transactions:
+// So ringroute keeps what those timers are for, not the transactions.
+// A member leg's INVITE transaction is not sipgo's at all (invitetx.go);
+// it ends at its final response the same way. sipgo's INVITE client
+// transactions are left for the in-dialog re-INVITEs ringroute relays:
 //
 //   - INVITE client after a failure (Timer D, which sipgo also uses as
-//     Timer K of non-INVITE clients): 0. A retransmitted failure reaches
-//     onStrayResponse, which ACKs it again from the few strings kept in
-//     Server.failed for linger. A retransmitted response to a CANCEL or BYE
-//     needs nothing; sendAndWait already ends those transactions at their
-//     final response.
+//     Timer K of non-INVITE clients): 0. A retransmitted failure of a
+//     member's INVITE reaches onStrayResponse, which ACKs it again from the
+//     few strings kept in Server.failed for linger. A retransmitted
+//     response to a CANCEL or BYE needs nothing; sendAndWait already ends
+//     those transactions at their final response.
 //   - INVITE client after a 2xx (Timer M): settle, not 0. RFC 6026 keeps
 //     that state only to hand later 2xx to the TU, and sipgo hands a
-//     response that matches no transaction to the TU anyway
-//     (onStrayResponse, which re-ACKs or BYEs). But sipgo gives each
-//     datagram a goroutine of its own, which finds the transaction and
-//     then waits for it: a second 2xx right behind the first (a forking
-//     proxy) that found it before Timer M ran was dropped once the
-//     transaction had ended (CI caught it). For settle the transaction
-//     keeps only itself: the INVITE and the 2xx it holds are the leg's.
+//     response that matches no transaction to the TU anyway. But sipgo
+//     gives each datagram a goroutine of its own, which finds the
+//     transaction and then waits for it: a second 2xx right behind the
+//     first that found it before Timer M ran would be dropped once the
+//     transaction had ended (CI caught this on member INVITEs, when they
+//     were sipgo's).
 //   - INVITE server after a 2xx (Timer L): 0. The TU retransmits the 2xx
 //     itself (awaitACK) and the ACK never matched the transaction (it has
 //     a branch of its own). A retransmitted INVITE is absorbed by onInvite

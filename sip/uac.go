@@ -1,7 +1,6 @@
 package sip
 
 import (
-	"context"
 	"net/netip"
 	"sort"
 	"strconv"
@@ -37,17 +36,21 @@ type uac struct {
 	log legLog
 
 	inv    *sipmsg.Request
+	branch string // the INVITE's, by which members finds the leg
 	status legState
 
-	// The call's goroutine only: the wait on the INVITE's transaction.
-	waiting bool        // call.run waits on tx
-	ringing bool        // counted in live.ringing
-	giveUp  *time.Timer // see giveUpIn; nil when not armed
-	dialTx  sipmsg.ClientTransaction
-	dialErr error
+	// The call's goroutine only: the INVITE client transaction (see
+	// invitetx.go), which call.run follows while waiting.
+	waiting   bool // call.run runs the leg's timers
+	ringing   bool // counted in live.ringing
+	resendAt  time.Time
+	resendGap time.Duration // Timer A
+	timeoutAt time.Time     // Timer B
+	giveUpAt  time.Time     // see giveUpIn
+	dialErr   error
 
 	mu            sync.Mutex
-	tx            sipmsg.ClientTransaction
+	out           bool // the INVITE went out
 	provisional   bool
 	pendingCancel *routing.CancelLeg
 	lastSend      chan struct{} // closed when the leg's last inOrder send is done
@@ -58,10 +61,6 @@ type uac struct {
 	delayed       bool             // the INVITE carried no offer: the ACK carries the answer
 	ending        bool             // BYE sent or received
 	terminal      bool             // the leg's last event was posted
-	// early2xx are 2xx that reached onStray before the call's
-	// goroutine took the first one (answer) or gave the leg up (fail);
-	// whichever runs handles them.
-	early2xx []*sipmsg.Response
 }
 
 func (c *call) newLeg(a routing.StartLeg) *uac {
@@ -173,10 +172,10 @@ func (l *uac) build() (*sipmsg.Request, *sipgo.Client, int) {
 }
 
 // start sends the INVITE. It runs on the call's goroutine (Execute), which
-// then waits on the leg's transaction in call.run; a leg spends no
-// goroutine of its own while it rings. Opening a connection or resolving a
-// name may block, so for those the INVITE goes out from a goroutine that
-// hands the transaction back through c.ready.
+// then runs the leg's transaction in call.run; a leg spends no goroutine
+// of its own while it rings. Opening a connection or resolving a name may
+// block, so for those the INVITE goes out from a goroutine that reports
+// back through c.ready.
 func (l *uac) start() {
 	if l.c.aborted {
 		// The server is closing: no new member is rung.
@@ -188,40 +187,50 @@ func (l *uac) start() {
 		l.fail(code, nil)
 		return
 	}
+	// Our Via, so that the leg is in members under its branch before
+	// any response can come; then what sipgo's client adds to every
+	// request (the local address to send from, Content-Length).
+	if err := sipgo.ClientRequestAddVia(client, inv); err == nil {
+		err = sipgo.ClientRequestBuild(client, inv)
+	}
 	l.inv = inv
+	l.branch, _ = inv.Via().Params.Get("branch")
+	l.c.s.members.add(l.branch, l)
 	l.status.set("calling", 0)
 	l.c.s.live.ringing.Add(1)
 	l.ringing = true
 	if writesAtOnce(inv) {
-		tx, err := client.TransactionRequest(context.Background(), inv)
-		l.sent(tx, err)
+		l.sent(l.c.s.write(inv))
 		return
 	}
 	l.c.dialing++
 	l.c.s.spawn(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
-		tx, err := client.TransactionRequest(ctx, inv)
-		cancel()
-		l.dialTx, l.dialErr = tx, err // c.ready's send publishes them
+		l.dialErr = l.c.s.dial(inv) // c.ready's send publishes it
 		l.c.ready <- l
 	})
 }
 
-// sent takes the INVITE's transaction (or why there is none); from here the
-// call's goroutine waits on it.
-func (l *uac) sent(tx sipmsg.ClientTransaction, err error) {
-	if err != nil {
+// sent: the INVITE went out, or why not. From here the call's goroutine
+// runs the leg's timers. A leg whose INVITE went out from a goroutine of
+// its own may have had its answer or failure already.
+func (l *uac) sent(err error) {
+	l.mu.Lock()
+	over := l.answered || l.terminal
+	l.out = err == nil
+	pc := l.pendingCancel
+	l.mu.Unlock()
+	switch {
+	case over:
+		return
+	case err != nil:
 		l.log.Info("INVITE to member failed", zap.Error(err))
 		l.leave()
 		l.fail(503, nil)
 		return
 	}
-	l.mu.Lock()
-	l.tx = tx
-	pc := l.pendingCancel
-	l.mu.Unlock()
-	tx.OnRetransmission(l.onStray)
 	l.waiting = true
+	now := time.Now()
+	l.arm(now)
 	if pc != nil {
 		l.giveUpIn(cancelGrace)
 	}
@@ -230,22 +239,14 @@ func (l *uac) sent(tx sipmsg.ClientTransaction, err error) {
 // giveUpIn (re)arms the deadline for a leg we cancelled that will not end
 // by itself: silent members (no provisional, so no CANCEL may be sent)
 // after cancelGrace, and members that never answer the CANCEL with a final
-// response after 64*T1 (RFC 3261 §9.1): sipgo's INVITE transaction has no
+// response after 64*T1 (RFC 3261 §9.1): an INVITE transaction has no
 // timer left once it is Proceeding.
-func (l *uac) giveUpIn(d time.Duration) {
-	if l.giveUp != nil {
-		l.giveUp.Stop()
-	}
-	l.giveUp = time.NewTimer(d)
-}
+func (l *uac) giveUpIn(d time.Duration) { l.giveUpAt = time.Now().Add(d) }
 
-// leave ends the wait on the leg's transaction: it no longer rings.
+// leave ends the leg's transaction: it no longer rings.
 func (l *uac) leave() {
 	l.waiting = false
-	if l.giveUp != nil {
-		l.giveUp.Stop()
-		l.giveUp = nil
-	}
+	l.resendAt, l.timeoutAt, l.giveUpAt = time.Time{}, time.Time{}, time.Time{}
 	if l.ringing {
 		l.ringing = false
 		l.c.s.live.ringing.Add(-1)
@@ -261,6 +262,7 @@ func (l *uac) onResponse(res *sipmsg.Response) {
 		l.provisional = true
 		pc := l.pendingCancel
 		l.mu.Unlock()
+		l.proceeding()
 		if first && pc != nil {
 			l.sendCancel(*pc)
 			l.giveUpIn(64 * sipmsg.T1)
@@ -276,38 +278,27 @@ func (l *uac) onResponse(res *sipmsg.Response) {
 		l.leave()
 		l.answer(res)
 	default:
-		// sipgo has ACKed the failure itself and drops the transaction
-		// (Timer D is 0): a retransmitted failure is ACKed again from
-		// what failed keeps.
+		// The transaction ends here (Timer D is 0): a retransmitted
+		// failure is ACKed again from what failed keeps.
+		l.ackFailure(res)
 		l.c.s.rememberFailed(l.inv, l.t.URI)
 		l.leave()
 		l.fail(res.StatusCode, redirectTargets(res))
 	}
 }
 
-// onTxDone: the transaction ended without a final response.
-func (l *uac) onTxDone() {
-	code := 503
-	if err := l.tx.Err(); err != nil && strings.Contains(err.Error(), sipmsg.ErrTransactionTimeout.Error()) {
-		code = 408
-	}
-	l.leave()
-	l.fail(code, nil)
-}
-
-// onGiveUp: a cancelled leg outlived giveUpIn's deadline.
-func (l *uac) onGiveUp() {
-	l.log.Info("cancelled member did not end its INVITE; dropping the transaction")
-	l.tx.Terminate()
-	l.leave()
-	l.fail(408, nil)
-}
-
 // abort drops the leg's transaction when the server closes.
 func (l *uac) abort() {
-	l.tx.Terminate()
 	l.leave()
 	l.fail(503, nil)
+}
+
+// live reports whether the leg's INVITE awaits its final response: its
+// responses go to onResponse, later ones to onStrayResponse.
+func (l *uac) live() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return !l.answered && !l.terminal
 }
 
 // cancel asks the leg to stop ringing. Before any provisional response the
@@ -320,7 +311,7 @@ func (l *uac) cancel(a routing.CancelLeg) {
 	}
 	l.pendingCancel = &a
 	prov := l.provisional
-	ready := prov && l.tx != nil
+	ready := prov && l.out
 	l.mu.Unlock()
 	if ready {
 		l.sendCancel(a)
@@ -404,41 +395,8 @@ func (l *uac) answer(res *sipmsg.Response) {
 	if !delayed {
 		l.sendAck(nil, "")
 	}
-	l.strays()
 	l.status.set("answered", res.StatusCode)
 	l.c.post(routing.LegAnswered{Leg: l.id})
-}
-
-// onStray takes a 2xx that sipgo matched to the leg's transaction after
-// the first one, until Timer M (settle) ends the transaction: a
-// retransmission, or a forking proxy's other 2xx. sipgo hands each
-// datagram to a goroutine of its own, so it may come before this call's
-// goroutine has taken the first from the transaction (a forking proxy's
-// second 2xx comes right behind the first); it is then held for answer or
-// fail. Later ones reach onStrayResponse without a transaction; by then
-// the leg is in the dialog table.
-func (l *uac) onStray(res *sipmsg.Response) {
-	l.mu.Lock()
-	if res.IsSuccess() && !l.answered && !l.terminal {
-		l.early2xx = append(l.early2xx, res)
-		l.mu.Unlock()
-		return
-	}
-	l.mu.Unlock()
-	l.c.s.onStrayResponse(res)
-}
-
-// strays handles the 2xx that onStray held for the leg until it
-// was answered or over; now that it is, onStrayResponse knows what to do
-// with each (ACK again, or ACK and BYE).
-func (l *uac) strays() {
-	l.mu.Lock()
-	held := l.early2xx
-	l.early2xx = nil
-	l.mu.Unlock()
-	for _, res := range held {
-		l.c.s.onStrayResponse(res)
-	}
 }
 
 // usableSDP reports whether a 2xx carries SDP the relay can read.
@@ -577,6 +535,7 @@ func (l *uac) end() {
 	l.terminal = true
 	l.mu.Unlock()
 	l.c.s.dialogs.remove(l.callID, l.localTag())
+	l.c.s.members.remove(l)
 	l.c.s.recent.add(l.callID)
 	l.c.s.live.legs.Add(-1)
 	_, code := l.status.get()
@@ -596,7 +555,11 @@ func (l *uac) fail(code int, contacts []string) {
 	if l.callID != "" {
 		l.c.s.recent.add(l.callID)
 	}
-	l.strays()
+	l.c.s.members.remove(l)
+	// Nothing reads a failed leg's INVITE again (a 2xx for it is ACKed
+	// and BYEd from the response alone), and the leg stays in legOrder
+	// for the status API as long as the call lasts.
+	l.inv = nil
 	l.c.s.live.legs.Add(-1)
 	l.status.set("ended", code)
 	l.c.post(routing.LegFailed{Leg: l.id, Code: code, Contacts: contacts})
@@ -675,15 +638,16 @@ func (s *Server) ackAndBye(client *sipgo.Client, res *sipmsg.Response, inv *sipm
 	s.spawn(func() { s.sendAndWait(client, bye, s.log.WithLazy(zap.String("call_id", d.callID))) })
 }
 
-// onStrayResponse gets responses that match no transaction. A failure of
-// one of our INVITEs is ACKed again (reAckFailure). For a 2xx to
-// one of our INVITEs that is where RFC 6026 puts the TU: the INVITE client
-// transaction ends soon after its first 2xx (Timer M is settle), and every
-// later 2xx comes here, through the transaction's hook or without one. A
-// retransmission of the 2xx that won a live leg is ACKed again (the member
-// did not get our ACK); any other 2xx of a live leg (a forking proxy in
-// front of the member, a second phone answering) or of a leg that ended
-// recently is ACKed and BYEd.
+// onStrayResponse gets responses that match no transaction: none of
+// sipgo's, and no member leg awaiting its INVITE's final response. A
+// failure of one of our INVITEs is ACKed again (reAckFailure). For a 2xx
+// to one of our INVITEs this is where RFC 6026 puts the TU: every 2xx
+// after a leg's first comes here, from its call's goroutine (answer has
+// put the leg in the dialog table by then) or, once the leg is over,
+// straight from sipgo. A retransmission of the 2xx that won a live leg is
+// ACKed again (the member did not get our ACK); any other 2xx of a live
+// leg (a forking proxy in front of the member, a second phone answering)
+// or of a leg that ended recently is ACKed and BYEd.
 func (s *Server) onStrayResponse(res *sipmsg.Response) {
 	select {
 	case <-s.closing:
@@ -777,18 +741,12 @@ func (s *Server) reAckFailure(res *sipmsg.Response) {
 	if err := sipmsg.ParseUri(t.uri, &ruri); err != nil {
 		return
 	}
-	ack := sipmsg.NewRequest(sipmsg.ACK, ruri)
-	ack.AppendHeader(via.Clone())
-	ack.AppendHeader(sipmsg.NewHeader("From", res.From().Value()))
-	ack.AppendHeader(sipmsg.NewHeader("To", res.To().Value()))
-	cid := sipmsg.CallIDHeader(res.CallID().Value())
-	ack.AppendHeader(&cid)
-	ack.AppendHeader(&sipmsg.CSeqHeader{SeqNo: res.CSeq().SeqNo, MethodName: sipmsg.ACK})
-	mf := sipmsg.MaxForwardsHeader(70)
-	ack.AppendHeader(&mf)
-	ack.SetBody(nil)
+	ack := failureAck(ruri, via, res)
+	if ack == nil {
+		return
+	}
 	if _, err := s.udpConn.WriteToUDPAddrPort([]byte(ack.String()), t.to); err != nil {
-		s.log.Debug("ACK for a retransmitted failure failed", zap.String("call_id", cid.Value()), zap.Error(err))
+		s.log.Debug("ACK for a retransmitted failure failed", zap.String("call_id", res.CallID().Value()), zap.Error(err))
 	}
 }
 

@@ -1,0 +1,218 @@
+package sip
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	sipmsg "github.com/emiago/sipgo/sip"
+	"go.uber.org/zap"
+)
+
+// A member leg's INVITE client transaction (RFC 3261 §17.1.1) is ours,
+// not sipgo's. sipgo's costs every leg a transaction object, two channels,
+// four timers, a goroutine parked per response until the call takes it,
+// and an ACK of its own for every failure; at a few hundred calls a second
+// that was a tenth of what the daemon allocated, and the GC cycles it
+// brought are the latency tail (docs/behaviour.md). Here the leg is the
+// transaction: its responses are matched by the INVITE's branch in
+// members and handed to the call's goroutine, which also keeps Timers A
+// and B and the give-up deadline of every leg it rings on one timer.
+
+// members finds a ringing or answered leg by its INVITE's branch. A leg is
+// in it from its INVITE until it ends.
+type members struct {
+	mu sync.Mutex
+	m  map[string]*uac
+}
+
+func (t *members) add(branch string, l *uac) {
+	t.mu.Lock()
+	if t.m == nil {
+		t.m = make(map[string]*uac)
+	}
+	t.m[branch] = l
+	t.mu.Unlock()
+}
+
+func (t *members) remove(l *uac) {
+	if l.branch == "" {
+		return
+	}
+	t.mu.Lock()
+	if t.m[l.branch] == l {
+		delete(t.m, l.branch)
+	}
+	t.mu.Unlock()
+}
+
+// match is the leg whose INVITE res answers (RFC 3261 §17.1.3: the top
+// Via's branch and the CSeq method), or nil.
+func (t *members) match(res *sipmsg.Response) *uac {
+	via, cseq := res.Via(), res.CSeq()
+	if via == nil || cseq == nil || cseq.MethodName != sipmsg.INVITE {
+		return nil
+	}
+	branch, _ := via.Params.Get("branch")
+	if branch == "" {
+		return nil
+	}
+	t.mu.Lock()
+	l := t.m[branch]
+	t.mu.Unlock()
+	return l
+}
+
+// onResponse gets every response sipgo matched to no transaction of its
+// own: a member leg's go to its call; the rest (and any that come after
+// the call's goroutine is gone) to onStrayResponse.
+func (s *Server) onResponse(res *sipmsg.Response) {
+	if l := s.members.match(res); l != nil && l.c.deliver(l, res) {
+		return
+	}
+	s.onStrayResponse(res)
+}
+
+// legResponse is a response to a leg's INVITE on its way to the call.
+type legResponse struct {
+	leg *uac
+	res *sipmsg.Response
+}
+
+// deliver hands res to the call's goroutine, which takes it in wait. It
+// reports false when that goroutine has returned. sipgo runs each
+// datagram on a goroutine of its own, so blocking here holds up no other
+// message; responses that race each other may come in either order, as
+// they may on the wire.
+func (c *call) deliver(l *uac, res *sipmsg.Response) bool {
+	select {
+	case c.responses <- legResponse{l, res}:
+		return true
+	case <-c.over:
+		return false
+	}
+}
+
+// write sends a request through sipgo's transport layer, outside any
+// transaction of sipgo's (as sipgo's Client.WriteRequest does).
+func (s *Server) write(req *sipmsg.Request) error {
+	return s.ua.TransportLayer().WriteMsg(req)
+}
+
+// dial sends a request that may have to open a connection or resolve a
+// name first, bounded by dialTimeout (sipgo's own bound is a minute).
+func (s *Server) dial(req *sipmsg.Request) error {
+	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
+	defer cancel()
+	conn, err := s.ua.TransportLayer().ClientRequestConnection(ctx, req)
+	if err != nil {
+		return err
+	}
+	defer conn.TryClose()
+	return conn.WriteMsg(req)
+}
+
+// arm starts the transaction's timers once the INVITE is out: Timer B
+// (64*T1 without a provisional response) and, over UDP, Timer A (the
+// INVITE again after T1, doubling). A provisional response that came
+// first (the INVITE went out from a goroutine of its own) leaves them off.
+func (l *uac) arm(now time.Time) {
+	if l.provisional {
+		return
+	}
+	l.timeoutAt = now.Add(64 * sipmsg.T1)
+	if !sipmsg.IsReliable(l.inv.Transport()) {
+		l.resendGap = sipmsg.T1
+		l.resendAt = now.Add(l.resendGap)
+	}
+}
+
+// proceeding: a provisional response stops Timers A and B (RFC 3261
+// §17.1.1.2); a leg that then rings too long is routing's to cancel.
+func (l *uac) proceeding() {
+	l.resendAt, l.timeoutAt = time.Time{}, time.Time{}
+}
+
+// deadline is the leg's next timer, zero for none.
+func (l *uac) deadline() time.Time {
+	var at time.Time
+	for _, t := range [...]time.Time{l.resendAt, l.timeoutAt, l.giveUpAt} {
+		if !t.IsZero() && (at.IsZero() || t.Before(at)) {
+			at = t
+		}
+	}
+	return at
+}
+
+// onTimer runs the leg's timers that are due at now.
+func (l *uac) onTimer(now time.Time) {
+	due := func(t time.Time) bool { return !t.IsZero() && !now.Before(t) }
+	switch {
+	case !l.waiting:
+	case due(l.giveUpAt):
+		l.log.Info("cancelled member did not end its INVITE; dropping the transaction")
+		l.leave()
+		l.fail(408, nil)
+	case due(l.timeoutAt):
+		l.log.Info("member did not answer the INVITE within 64*T1")
+		l.leave()
+		l.fail(408, nil)
+	case due(l.resendAt):
+		l.resendGap *= 2
+		l.resendAt = now.Add(l.resendGap)
+		inv := l.inv
+		if writesAtOnce(inv) {
+			l.resend(inv)
+		} else {
+			l.c.s.spawn(func() { l.resend(inv) })
+		}
+	}
+}
+
+func (l *uac) resend(inv *sipmsg.Request) {
+	if err := l.c.s.write(inv); err != nil {
+		l.log.Debug("INVITE retransmission failed", zap.Error(err))
+	}
+}
+
+// ackFailure ACKs a final failure of the leg's INVITE, as the transaction
+// does (RFC 3261 §17.1.1.3).
+func (l *uac) ackFailure(res *sipmsg.Response) {
+	inv := l.inv
+	ack := failureAck(inv.Recipient, inv.Via(), res)
+	if ack == nil {
+		return
+	}
+	ack.SetTransport(inv.Transport())
+	if d := inv.Destination(); d != "" {
+		ack.SetDestination(d)
+	}
+	ack.Laddr = inv.Laddr
+	if writesAtOnce(ack) {
+		l.writeAck(ack)
+		return
+	}
+	l.inOrder(func() { l.writeAck(ack) })
+}
+
+// failureAck is the ACK for a failure to one of our INVITEs (RFC 3261
+// §17.1.1.3): the INVITE's Request-URI and top Via, the response's From,
+// To (with the tag it added) and Call-ID, the CSeq number, and no Route
+// (ringroute's INVITEs carry none). Nil for a response without them.
+func failureAck(ruri sipmsg.Uri, via *sipmsg.ViaHeader, res *sipmsg.Response) *sipmsg.Request {
+	from, to, cid, cseq := res.From(), res.To(), res.CallID(), res.CSeq()
+	if via == nil || from == nil || to == nil || cid == nil || cseq == nil {
+		return nil
+	}
+	ack := sipmsg.NewRequest(sipmsg.ACK, ruri)
+	ack.AppendHeader(via.Clone())
+	ack.AppendHeader(sipmsg.NewHeader("From", from.Value()))
+	ack.AppendHeader(sipmsg.NewHeader("To", to.Value()))
+	id := sipmsg.CallIDHeader(cid.Value())
+	ack.AppendHeader(&id)
+	ack.AppendHeader(&sipmsg.CSeqHeader{SeqNo: cseq.SeqNo, MethodName: sipmsg.ACK})
+	mf := sipmsg.MaxForwardsHeader(70)
+	ack.AppendHeader(&mf)
+	ack.SetBody(nil)
+	return ack
+}
