@@ -8,21 +8,24 @@
 package cdr
 
 import (
-	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ringroute/ringroute/routing"
 )
 
-// Writer appends records to one file. It is safe for concurrent use.
+// Writer appends records to one file. It is safe for concurrent use, and
+// no lock is held across the write: *os.File serialises with Close itself,
+// and O_APPEND keeps each record's single write whole.
 type Writer struct {
-	mu   sync.Mutex
-	f    *os.File
+	f    atomic.Pointer[os.File] // nil once closed
 	path string
-	errs int // failed writes since the last success, to log once
+	errs atomic.Int32 // failed writes since the last success, to log once
 	err  func(error)
+	bufs sync.Pool // *[]byte, a record's encoding
 }
 
 // Open opens (creating if needed) the CDR file at path for appending.
@@ -33,7 +36,9 @@ func Open(path string, onErr func(error)) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cdr: %w", err)
 	}
-	return &Writer{f: f, path: path, err: onErr}, nil
+	w := &Writer{path: path, err: onErr}
+	w.f.Store(f)
+	return w, nil
 }
 
 // Path is the file written to.
@@ -41,25 +46,30 @@ func (w *Writer) Path() string { return w.path }
 
 // Write appends one record.
 func (w *Writer) Write(r routing.Record) {
-	b, err := json.Marshal(r)
-	if err != nil {
-		w.report(fmt.Errorf("cdr: encode %s: %w", r.CallID, err))
+	f := w.f.Load()
+	if f == nil {
 		return
 	}
-	b = append(b, '\n')
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.f == nil {
-		return
+	bp, _ := w.bufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
 	}
-	if _, err := w.f.Write(b); err != nil {
-		w.errs++
-		if w.errs == 1 {
-			w.report(fmt.Errorf("cdr: write %s: %w", w.path, err))
+	b := append(appendRecord((*bp)[:0], &r), '\n')
+	_, err := f.Write(b)
+	if cap(b) <= 64<<10 { // a call that tried thousands of legs keeps no giant buffer
+		*bp = b
+		w.bufs.Put(bp)
+	}
+	switch {
+	case err == nil:
+		if w.errs.Load() != 0 {
+			w.errs.Store(0)
 		}
-		return
+	case errors.Is(err, os.ErrClosed):
+		// Close won the race: the record is dropped, as after Close.
+	case w.errs.Add(1) == 1:
+		w.report(fmt.Errorf("cdr: write %s: %w", w.path, err))
 	}
-	w.errs = 0
 }
 
 func (w *Writer) report(err error) {
@@ -70,12 +80,9 @@ func (w *Writer) report(err error) {
 
 // Close closes the file; later writes are dropped.
 func (w *Writer) Close() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.f == nil {
+	f := w.f.Swap(nil)
+	if f == nil {
 		return nil
 	}
-	err := w.f.Close()
-	w.f = nil
-	return err
+	return f.Close()
 }
