@@ -76,8 +76,8 @@ func (s *legState) get() (string, int) {
 // rung, group by group (routing's Trace), for debug logs and
 // /api/v1/calls/{id}.
 type decisions struct {
-	mu    sync.Mutex
-	lines []string
+	mu     sync.Mutex
+	events []routing.TraceEvent // formatted only when read: most calls' never are
 }
 
 // maxDecisions bounds a call's log: a group with a long timeout and a
@@ -85,11 +85,10 @@ type decisions struct {
 const maxDecisions = 200
 
 func (c *call) trace(ev routing.TraceEvent) {
-	line := fmt.Sprintf("%s %s %s: %s", ev.At.UTC().Format("15:04:05.000"), ev.Group, ev.Kind, ev.Text)
 	c.log.Debug("decision", zap.String("group", ev.Group), zap.String("kind", ev.Kind), zap.String("text", ev.Text))
 	c.decisions.mu.Lock()
-	if len(c.decisions.lines) < maxDecisions {
-		c.decisions.lines = append(c.decisions.lines, line)
+	if len(c.decisions.events) < maxDecisions {
+		c.decisions.events = append(c.decisions.events, ev)
 	}
 	c.decisions.mu.Unlock()
 }
@@ -207,7 +206,9 @@ func (c *call) status(withDecisions bool) CallStatus {
 	}
 	if withDecisions {
 		c.decisions.mu.Lock()
-		cs.Decisions = append([]string(nil), c.decisions.lines...)
+		for _, ev := range c.decisions.events {
+			cs.Decisions = append(cs.Decisions, fmt.Sprintf("%s %s %s: %s", ev.At.UTC().Format("15:04:05.000"), ev.Group, ev.Kind, ev.Text))
+		}
 		c.decisions.mu.Unlock()
 	}
 	return cs
