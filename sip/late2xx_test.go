@@ -53,10 +53,10 @@ func isRes(method sipmsg.RequestMethod, code int) func(sipmsg.Message) bool {
 	}
 }
 
-// The INVITE client transaction ends soon after its first 2xx (Timer M is
-// settle), so every later 2xx of a leg reaches the stray handler, from the
-// transaction or without one, as RFC 6026 hands them to the TU. A retransmission of the 2xx that won a live
-// leg (our ACK was lost) must be ACKed again, never BYEd; a 2xx with
+// Every later 2xx of a leg reaches ringroute as RFC 6026 hands them to
+// the TU: the leg's own INVITE transaction (invitetx.go) takes it while the
+// call's goroutine runs, the stray handler after that. A retransmission of
+// the 2xx that won a live leg (our ACK was lost) must be ACKed again, never BYEd; a 2xx with
 // another To tag (a second phone behind a forking proxy) is ACKed and
 // BYEd while the first dialog stays.
 func TestLate2xxOfLiveLegIsAckedNotByed(t *testing.T) {
