@@ -62,3 +62,23 @@ func TestOpenReportsBadPath(t *testing.T) {
 		t.Fatal("Open of a path in a missing directory succeeded")
 	}
 }
+
+// A full disk is reported once, not once per call, and again only after a
+// write has succeeded in between.
+func TestWriteFailureReportedOnce(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skip("no /dev/full")
+	}
+	var errs []error
+	w, err := Open("/dev/full", func(err error) { errs = append(errs, err) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for range 3 {
+		w.Write(routing.Record{CallID: "c"})
+	}
+	if len(errs) != 1 {
+		t.Fatalf("3 failed writes reported %d times, want once: %v", len(errs), errs)
+	}
+}
