@@ -14,14 +14,10 @@ import (
 // CPU under load, one record per call; this takes a quarter of the time and no
 // allocation into a reused buffer.
 func appendRecord(b []byte, r *routing.Record) []byte {
-	b = append(b, `{"call_id":`...)
-	b = appendString(b, r.CallID)
-	b = append(b, `,"group":`...)
-	b = appendString(b, r.Group)
-	b = append(b, `,"caller":`...)
-	b = appendString(b, r.Caller)
-	b = append(b, `,"dialled":`...)
-	b = appendString(b, r.Dialled)
+	b = appendField(b, `{"call_id":`, r.CallID)
+	b = appendField(b, `,"group":`, r.Group)
+	b = appendField(b, `,"caller":`, r.Caller)
+	b = appendField(b, `,"dialled":`, r.Dialled)
 	b = append(b, `,"start":`...)
 	b = appendTime(b, r.Start)
 	if r.Answer != nil {
@@ -30,8 +26,7 @@ func appendRecord(b []byte, r *routing.Record) []byte {
 	}
 	b = append(b, `,"end":`...)
 	b = appendTime(b, r.End)
-	b = append(b, `,"outcome":`...)
-	b = appendString(b, r.Outcome)
+	b = appendField(b, `,"outcome":`, r.Outcome)
 	b = append(b, `,"code":`...)
 	b = strconv.AppendInt(b, int64(r.Code), 10)
 	b = appendOptional(b, `,"answered_by":`, r.AnsweredBy)
@@ -79,12 +74,9 @@ func appendRecord(b []byte, r *routing.Record) []byte {
 func appendLeg(b []byte, l *routing.LegRecord) []byte {
 	b = append(b, `{"leg":`...)
 	b = strconv.AppendInt(b, int64(l.Leg), 10)
-	b = append(b, `,"group":`...)
-	b = appendString(b, l.Group)
-	b = append(b, `,"member":`...)
-	b = appendString(b, l.Member)
-	b = append(b, `,"uri":`...)
-	b = appendString(b, l.URI)
+	b = appendField(b, `,"group":`, l.Group)
+	b = appendField(b, `,"member":`, l.Member)
+	b = appendField(b, `,"uri":`, l.URI)
 	b = append(b, `,"start":`...)
 	b = appendTime(b, l.Start)
 	b = append(b, `,"code":`...)
@@ -95,12 +87,16 @@ func appendLeg(b []byte, l *routing.LegRecord) []byte {
 	return append(b, '}')
 }
 
+// appendField is a string field; key is its name with the separator
+// before it and the colon after.
+func appendField(b []byte, key, s string) []byte { return appendString(append(b, key...), s) }
+
 // appendOptional is a string field tagged omitempty.
 func appendOptional(b []byte, key, s string) []byte {
 	if s == "" {
 		return b
 	}
-	return appendString(append(b, key...), s)
+	return appendField(b, key, s)
 }
 
 func appendStrings(b []byte, ss []string) []byte {

@@ -57,15 +57,7 @@ func TestMemberInviteTransaction(t *testing.T) {
 		t.Errorf("ACK for the 487: branch %q To tag %q CSeq %d, want the INVITE's %q, m1 and %d",
 			branch(ack), tag(ack.To()), ack.CSeq().SeqNo, branch(inv), inv.CSeq().SeqNo)
 	}
-	m.mu.Lock()
-	n := 0
-	for _, msg := range m.seen {
-		if sameLeg(msg) {
-			n++
-		}
-	}
-	m.mu.Unlock()
-	if n != 3 {
+	if n := m.countOf(sameLeg); n != 3 {
 		t.Errorf("member got %d INVITEs for the first leg, want 3 (none after its 180)", n)
 	}
 }

@@ -129,12 +129,15 @@ func (p *peer) response(code int, d time.Duration) *sipmsg.Response {
 }
 
 // count is how many requests of method the peer received.
-func (p *peer) count(method sipmsg.RequestMethod) int {
+func (p *peer) count(method sipmsg.RequestMethod) int { return p.countOf(isReq(method)) }
+
+// countOf is how many messages the peer received that ok accepts.
+func (p *peer) countOf(ok func(sipmsg.Message) bool) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := 0
 	for _, m := range p.seen {
-		if r, ok := m.(*sipmsg.Request); ok && r.Method == method {
+		if ok(m) {
 			n++
 		}
 	}
