@@ -21,6 +21,9 @@ import (
 // ErrExhausted: the pool has no free port pair; the call gets 503.
 var ErrExhausted = errors.New("media: no free RTP port pair")
 
+// ErrClosed is returned by Record on a session that has been closed.
+var ErrClosed = errors.New("media: session closed")
+
 // Side is one side of a relayed call.
 type Side int
 

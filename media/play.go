@@ -27,15 +27,17 @@ func (p *player) halt() {
 
 // play replaces whatever is playing. After Bridge it does nothing: the
 // caller then hears the member, and mixing generated packets into that
-// stream would garble both.
+// stream would garble both. The old player stops first, so the caller
+// never gets two streams interleaved; if another play started one
+// meanwhile, that one stays.
+//
+// A player is halted with s.mu released (stopPlay): halting waits for its
+// goroutine to leave a UDP write, and Bridge runs on the answer's path.
 func (s *session) play(src Source) {
+	s.stopPlay()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.player != nil {
-		s.player.halt()
-		s.player = nil
-	}
-	if src == nil || s.closed || s.bridged.Load() {
+	if src == nil || s.closed || s.bridged.Load() || s.player != nil {
 		return
 	}
 	p := &player{stop: make(chan struct{}), done: make(chan struct{})}
@@ -45,10 +47,11 @@ func (s *session) play(src Source) {
 
 func (s *session) stopPlay() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.player != nil {
-		s.player.halt()
-		s.player = nil
+	old := s.player
+	s.player = nil
+	s.mu.Unlock()
+	if old != nil {
+		old.halt()
 	}
 }
 

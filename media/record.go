@@ -69,18 +69,25 @@ type recorder struct {
 	out     []byte
 }
 
+// record opens the file before it takes s.mu: play, stopPlay and close
+// must not wait on a slow disk.
 func (s *session) record(path string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return errors.New("record: session closed")
-	}
 	if s.rec.Load() != nil {
 		return errors.New("record: already recording")
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
 		return fmt.Errorf("record: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.rec.Load() != nil {
+		f.Close()
+		os.Remove(path)
+		if s.closed {
+			return fmt.Errorf("record: %w", ErrClosed)
+		}
+		return errors.New("record: already recording")
 	}
 	r := &recorder{
 		s: s, stream: s.mediaStream(), start: s.nanos(),

@@ -3,9 +3,11 @@ package media
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -183,5 +185,38 @@ func TestRecordUnwritableDir(t *testing.T) {
 	c.caller.send(c.toA, rtpPacket(0, 1, make([]byte, 160)))
 	if _, _, ok := recv(c.member.rtp, time.Second); !ok {
 		t.Fatal("no audio")
+	}
+}
+
+// Record opens its file outside the session's lock: while the open blocks
+// (a FIFO nobody reads, standing in for a hung mount) the call can still be
+// closed, and the late Record then fails with ErrClosed and leaves no file.
+func TestRecordSlowOpenDoesNotBlockClose(t *testing.T) {
+	c := newCall(t, SessionOptions{})
+	path := filepath.Join(t.TempDir(), "call.wav")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.s.Record(path) }()
+	time.Sleep(50 * time.Millisecond) // let Record reach the open; the test passes either way if not
+	closed := make(chan struct{})
+	go func() { c.s.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(2 * time.Second):
+		t.Error("Close waited for the recording's open")
+	}
+	r, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0) // the open returns
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	<-closed
+	if err := <-done; !errors.Is(err, ErrClosed) {
+		t.Errorf("Record on a closed session: %v, want ErrClosed", err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("the closed session's file is still there (%v)", err)
 	}
 }

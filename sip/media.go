@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -230,9 +231,6 @@ func (m *callMedia) answer(l bridged, body []byte) ([]byte, error) {
 	}
 	m.setPeers(media.Member, d)
 	m.sess.Bridge()
-	if g := m.group(l); g != nil && g.Record.Enabled {
-		m.startRecording(g)
-	}
 	m.watch()
 	return m.rewrite(media.Caller, d), nil
 }
@@ -256,6 +254,15 @@ func (m *callMedia) group(l bridged) *config.Group {
 	return m.c.cfg.Group(l.groupName())
 }
 
+// record starts the recording of an answered call if its group asks for
+// one. It touches the disk, so the caller has its 200 first and no lock is
+// held.
+func (m *callMedia) record(l bridged) {
+	if g := m.group(l); g != nil && g.Record.Enabled {
+		m.startRecording(g)
+	}
+}
+
 func (m *callMedia) startRecording(g *config.Group) {
 	name := fmt.Sprintf("%s-%s.wav", time.Now().UTC().Format("20060102T150405Z"), safeName(m.c.a.callID))
 	path := filepath.Join(g.Record.Dir, name)
@@ -265,7 +272,9 @@ func (m *callMedia) startRecording(g *config.Group) {
 		m.c.s.metrics.RecordingFailed()
 		return
 	}
-	if err := m.sess.Record(path); err != nil {
+	if err := m.sess.Record(path); errors.Is(err, media.ErrClosed) {
+		return // the call ended while the file was opened
+	} else if err != nil {
 		m.c.log.Warn("recording not started", zap.Error(err))
 		m.c.s.counters.recordFailures.Add(1)
 		m.c.s.metrics.RecordingFailed()

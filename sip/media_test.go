@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -280,7 +281,10 @@ func waitPortsFree(t *testing.T, s *Server) {
 
 // invite sends a relay-mode INVITE offering the caller's RTP socket.
 func relayInvite(caller *peer, crtp *rtpPeer, number string) string {
-	cid := "rl-" + sipmsg.GenerateTagN(8)
+	return relayInviteID(caller, crtp, number, "rl-"+sipmsg.GenerateTagN(8))
+}
+
+func relayInviteID(caller *peer, crtp *rtpPeer, number, cid string) string {
 	caller.send(fmt.Sprintf(`INVITE sip:%s@127.0.0.1:%d SIP/2.0
 Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-%s
 From: "Alice" <sip:+15551234@127.0.0.1:%d>;tag=caller1
@@ -649,6 +653,65 @@ func TestWinnerWithUnusableSDPIsSkipped(t *testing.T) {
 	r := cdrs.wait(t, 1)[0]
 	if r.Outcome != "answered" || r.AnsweredBy != "uri:"+b.uri("b") {
 		t.Errorf("CDR outcome %q answered_by %q", r.Outcome, r.AnsweredBy)
+	}
+	waitPortsFree(t, s)
+}
+
+// A recording is started beside the call, not in its way: while the disk
+// blocks the WAV's open (a FIFO nobody reads, standing in for a hung NFS
+// mount) the caller still gets its 200 and can hang up, and the call ends
+// cleanly once the open returns.
+func TestRecordingOpenDoesNotHoldTheAnswer(t *testing.T) {
+	caller, m := newPeer(t, "caller"), newPeer(t, "m")
+	dir, cid := t.TempDir(), "rl-slowdisk"
+	// The WAV is named by the UTC second of the answer and the Call-ID.
+	var fifos []string
+	now := time.Now().UTC()
+	for d := -2; d <= 20; d++ {
+		p := filepath.Join(dir, now.Add(time.Duration(d)*time.Second).Format("20060102T150405Z")+"-"+cid+".wav")
+		if err := syscall.Mkfifo(p, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		fifos = append(fifos, p)
+	}
+	var readers []*os.File
+	t.Cleanup(func() { // last: after the server has stopped
+		for _, r := range readers {
+			r.Close()
+		}
+	})
+	release := func() { // a reader on each FIFO lets the open return
+		if readers != nil {
+			return
+		}
+		for _, p := range fifos {
+			r, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+			if err != nil {
+				t.Error(err)
+				continue
+			}
+			readers = append(readers, r)
+		}
+	}
+	cfg := strings.Replace(relayConfig, "%MEMBERS%", fmt.Sprintf("{uri: %q}", m.uri("m")), 1)
+	cfg = strings.Replace(cfg, "    members:", "    record: {enabled: true, dir: "+strconv.Quote(dir)+"}\n    members:", 1)
+	s, cdrs := startServer(t, cfg, caller, m)
+	t.Cleanup(release) // first: a failed test must not leave the open hanging
+	crtp, mrtp := newRTPPeer(t), newRTPPeer(t)
+
+	relayInviteID(caller, crtp, "600", cid)
+	inv := m.request(sipmsg.INVITE, wait)
+	m.reply(inv, 200, "mtag", mrtp.sdp(""))
+	m.request(sipmsg.ACK, wait)
+	ok := caller.response(200, wait)
+	caller.ackFor(ok)
+	caller.inDialog(ok, "BYE", 2, "", "")
+	bye := m.request(sipmsg.BYE, wait)
+	m.reply(bye, 200, "", "")
+	caller.response(200, wait)
+	release()
+	if rec := cdrs.wait(t, 1)[0]; rec.Outcome != "answered" || rec.EndedBy != "caller" {
+		t.Errorf("outcome %q ended_by %q, want answered by the caller", rec.Outcome, rec.EndedBy)
 	}
 	waitPortsFree(t, s)
 }

@@ -181,28 +181,30 @@ func (a *uas) reject(code int) {
 
 // answer sends 200 with the winner's answer and keeps sending it until the
 // caller ACKs (RFC 3261 §13.3.1.4); the transaction layer does not
-// retransmit 2xx.
+// retransmit 2xx. Nothing here holds a.mu while the media is set up:
+// onCancel takes a.mu inside sipgo's transaction lock, and a CANCEL that
+// crosses the winner's 2xx is caught by ok, which decides again under it.
 func (a *uas) answer(b bridged) {
 	a.mu.Lock()
-	if a.final {
+	final := a.final
+	a.mu.Unlock()
+	if final {
 		// The caller's CANCEL crossed the winner's 2xx.
-		a.mu.Unlock()
 		a.c.post(routing.CallerAnswerFailed{})
 		return
 	}
 	body, ct := b.answerBody()
-	if m := a.c.m; m != nil {
+	m := a.c.m
+	if m != nil {
 		var err error
 		if body, err = m.answer(b, body); err != nil {
-			a.mu.Unlock()
 			a.c.log.Info("cannot relay the winner's media", zap.Error(err))
 			a.c.post(routing.CallerAnswerFailed{})
 			return
 		}
 		ct = "application/sdp"
 	}
-	a.mu.Unlock()
-	a.ok(body, ct, func(ack *sipmsg.Request) {
+	sent := a.ok(body, ct, func(ack *sipmsg.Request) {
 		// A delayed offer is answered in the caller's ACK; the winner
 		// waits for it in its own ACK.
 		body, ct := ack.Body(), contentType(ack)
@@ -211,17 +213,23 @@ func (a *uas) answer(b bridged) {
 		}
 		b.ackAnswer(body, ct)
 	}, func() { a.c.post(routing.CallerAnswerFailed{}) })
+	if sent && m != nil {
+		// The recording opens a file: a slow disk must hold up neither the
+		// 200 nor this call's events, so it starts beside them.
+		a.c.s.spawn(func() { m.record(b) })
+	}
 }
 
 // ok answers the INVITE with 200 and body, then waits for the ACK in the
 // background: onAck gets it; onFail runs when the 200 cannot be sent or is
-// never ACKed (the peer then also gets BYE, RFC 3261 §13.3.1.4).
-func (a *uas) ok(body []byte, ct string, onAck func(*sipmsg.Request), onFail func()) {
+// never ACKed (the peer then also gets BYE, RFC 3261 §13.3.1.4). It
+// reports whether the 200 went out.
+func (a *uas) ok(body []byte, ct string, onAck func(*sipmsg.Request), onFail func()) bool {
 	a.mu.Lock()
 	if a.final {
 		a.mu.Unlock()
 		onFail()
-		return
+		return false
 	}
 	res := a.response(200, body, ct)
 	a.answered = true
@@ -233,9 +241,10 @@ func (a *uas) ok(body []byte, ct string, onAck func(*sipmsg.Request), onFail fun
 	if err != nil {
 		a.c.log.Info("200 failed", zap.Error(err))
 		onFail()
-		return
+		return false
 	}
 	a.c.s.spawn(func() { a.awaitAck(res, onAck, onFail) })
+	return true
 }
 
 func (a *uas) awaitAck(res *sipmsg.Response, onAck func(*sipmsg.Request), onFail func()) {
