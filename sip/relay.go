@@ -2,7 +2,7 @@ package sip
 
 import (
 	"context"
-	"sync"
+	"sync/atomic"
 
 	sipmsg "github.com/emiago/sipgo/sip"
 	"go.uber.org/zap"
@@ -14,7 +14,7 @@ import (
 type pendingAck struct {
 	cseq    uint32
 	acked   chan *sipmsg.Request // buffered: the ACK, once
-	once    sync.Once
+	taken   atomic.Bool
 	forward func(ack *sipmsg.Request)
 }
 
@@ -23,13 +23,16 @@ func (p *pendingAck) matches(ack *sipmsg.Request) bool {
 	return cs != nil && cs.SeqNo == p.cseq
 }
 
+// ack takes the first ACK; a retransmission of it returns at once rather
+// than wait (as a sync.Once would) for the first one's forward to be sent.
 func (p *pendingAck) ack(ack *sipmsg.Request) {
-	p.once.Do(func() {
-		p.acked <- ack
-		if p.forward != nil {
-			p.forward(ack)
-		}
-	})
+	if !p.taken.CompareAndSwap(false, true) {
+		return
+	}
+	p.acked <- ack
+	if p.forward != nil {
+		p.forward(ack)
+	}
 }
 
 // ackPending hands an ACK to the re-INVITE waiting for it, if any.
