@@ -41,7 +41,9 @@ func (c *call) run() {
 			}
 			w.leg.sent(err)
 		case wokeResponse:
-			if w.leg.live() {
+			if w.res.CSeq().MethodName == sipmsg.CANCEL {
+				w.leg.onCancelResponse(w.res)
+			} else if w.leg.live() {
 				w.leg.onResponse(w.res)
 			} else {
 				c.s.onStrayResponse(w.res)

@@ -17,7 +17,9 @@ import (
 // brought are the latency tail (docs/behaviour.md). Here the leg is the
 // transaction: its responses are matched by the INVITE's branch in
 // members and handed to the call's goroutine, which also keeps Timers A
-// and B and the give-up deadline of every leg it rings on one timer.
+// and B and the give-up deadline of every leg it rings on one timer. The
+// CANCEL of a leg is the leg's too: its responses come the same way, and
+// its Timer E is on the same timer.
 
 // members finds a ringing or answered leg by its INVITE's branch. A leg is
 // in it from its INVITE until it ends.
@@ -46,11 +48,12 @@ func (t *members) remove(l *uac) {
 	t.mu.Unlock()
 }
 
-// match is the leg whose INVITE res answers (RFC 3261 §17.1.3: the top
-// Via's branch and the CSeq method), or nil.
+// match is the leg whose INVITE or CANCEL res answers (RFC 3261 §17.1.3:
+// the top Via's branch and the CSeq method; a CANCEL has its INVITE's
+// branch, §9.1), or nil.
 func (t *members) match(res *sipmsg.Response) *uac {
 	via, cseq := res.Via(), res.CSeq()
-	if via == nil || cseq == nil || cseq.MethodName != sipmsg.INVITE {
+	if via == nil || cseq == nil || cseq.MethodName != sipmsg.INVITE && cseq.MethodName != sipmsg.CANCEL {
 		return nil
 	}
 	branch, _ := via.Params.Get("branch")
@@ -136,7 +139,7 @@ func (l *uac) proceeding() {
 // deadline is the leg's next timer, zero for none.
 func (l *uac) deadline() time.Time {
 	var at time.Time
-	for _, t := range [...]time.Time{l.resendAt, l.timeoutAt, l.giveUpAt} {
+	for _, t := range [...]time.Time{l.resendAt, l.timeoutAt, l.giveUpAt, l.cancelAt} {
 		if !t.IsZero() && (at.IsZero() || t.Before(at)) {
 			at = t
 		}
@@ -166,6 +169,12 @@ func (l *uac) onTimer(now time.Time) {
 		} else {
 			l.c.s.spawn(func() { l.resend(inv) })
 		}
+	case due(l.cancelAt):
+		// Timer E (§17.1.2.2): T1, doubling up to T2. Only over UDP,
+		// where sendCancel sets it, so the write is at once.
+		l.cancelGap = min(2*l.cancelGap, sipmsg.T2)
+		l.cancelAt = now.Add(l.cancelGap)
+		l.writeCancel(l.cancelReq)
 	}
 }
 

@@ -31,8 +31,7 @@ func TestMemberInviteTransaction(t *testing.T) {
 			first = inv
 		}
 	}
-	branch := func(r *sipmsg.Request) string { b, _ := r.Via().Params.Get("branch"); return b }
-	if b := branch(inv); b == "" || b != branch(first) {
+	if b := viaBranch(inv); b == "" || b != viaBranch(first) {
 		t.Fatalf("retransmitted INVITE has branch %q, want the first one's", b)
 	}
 	for i, want := range []time.Duration{sipmsg.T1, 2 * sipmsg.T1} {
@@ -53,11 +52,55 @@ func TestMemberInviteTransaction(t *testing.T) {
 	m.reply(cancel, 200, "m1", "")
 	m.reply(inv, 487, "m1", "")
 	ack := m.request(sipmsg.ACK, wait)
-	if branch(ack) != branch(inv) || tag(ack.To()) != "m1" || ack.CSeq().SeqNo != inv.CSeq().SeqNo {
+	if viaBranch(ack) != viaBranch(inv) || tag(ack.To()) != "m1" || ack.CSeq().SeqNo != inv.CSeq().SeqNo {
 		t.Errorf("ACK for the 487: branch %q To tag %q CSeq %d, want the INVITE's %q, m1 and %d",
-			branch(ack), tag(ack.To()), ack.CSeq().SeqNo, branch(inv), inv.CSeq().SeqNo)
+			viaBranch(ack), tag(ack.To()), ack.CSeq().SeqNo, viaBranch(inv), inv.CSeq().SeqNo)
 	}
 	if n := m.countOf(sameLeg); n != 3 {
 		t.Errorf("member got %d INVITEs for the first leg, want 3 (none after its 180)", n)
+	}
+}
+
+// A leg's CANCEL is a transaction of its own (RFC 3261 §17.1.2), also run
+// by the leg: over UDP it is sent again T1 and then 2*T1 later while the
+// member does not answer it (Timer E), with the INVITE's branch, and not
+// again once the member has; the 487 then ends the leg.
+func TestMemberCancelTransaction(t *testing.T) {
+	caller, m := newPeer(t, "caller"), newPeer(t, "m")
+	// The group gives up at 3 s, while the leg still waits for its 487:
+	// the caller's answer does not end the leg's transactions.
+	conf := strings.Replace(groupConfig("all", m.uri("m")), "member_timeout: 2s", "member_timeout: 1s", 1)
+	startServer(t, conf, caller, m)
+
+	caller.invite("600")
+	inv := m.request(sipmsg.INVITE, wait)
+	m.reply(inv, 180, "m1", "")
+	thisLeg := func(msg sipmsg.Message) bool {
+		r, ok := msg.(*sipmsg.Request)
+		return ok && r.Method == sipmsg.CANCEL && r.CallID().Value() == inv.CallID().Value()
+	}
+	var at []time.Time
+	var cancel *sipmsg.Request
+	for range 3 { // member_timeout cancels the leg; the first two go unanswered
+		cancel = m.next("CANCEL of the leg", thisLeg, 3*time.Second).(*sipmsg.Request)
+		at = append(at, time.Now())
+		if b, ib := viaBranch(cancel), viaBranch(inv); b != ib {
+			t.Fatalf("CANCEL has branch %q, want the INVITE's %q", b, ib)
+		}
+	}
+	for i, want := range []time.Duration{sipmsg.T1, 2 * sipmsg.T1} {
+		if gap := at[i+1].Sub(at[i]); gap < want-200*time.Millisecond || gap > want+300*time.Millisecond {
+			t.Errorf("CANCEL %d came %v after the one before, want %v (Timer E)", i+2, gap, want)
+		}
+	}
+	m.reply(cancel, 200, "m1", "")
+	// The next would be due 4*T1 after the third.
+	m.quiet("CANCEL after the member answered it", thisLeg, 4*sipmsg.T1+500*time.Millisecond)
+	m.reply(inv, 487, "m1", "")
+	if ack := m.request(sipmsg.ACK, wait); viaBranch(ack) != viaBranch(inv) {
+		t.Errorf("ACK for the 487 has branch %q, want the INVITE's", viaBranch(ack))
+	}
+	if n := m.countOf(thisLeg); n != 3 {
+		t.Errorf("member got %d CANCELs for the leg, want 3", n)
 	}
 }

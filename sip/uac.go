@@ -48,6 +48,12 @@ type uac struct {
 	timeoutAt time.Time     // Timer B
 	giveUpAt  time.Time     // see giveUpIn
 	dialErr   error
+	// Our CANCEL's client transaction (RFC 3261 §17.1.2), also ours:
+	// over UDP it is sent again until a final response (Timer E); Timer F
+	// is giveUpAt, which ends the INVITE's transaction with it.
+	cancelReq *sipmsg.Request
+	cancelAt  time.Time
+	cancelGap time.Duration
 
 	mu            sync.Mutex
 	out           bool // the INVITE went out
@@ -246,7 +252,7 @@ func (l *uac) giveUpIn(d time.Duration) { l.giveUpAt = time.Now().Add(d) }
 // leave ends the leg's transaction: it no longer rings.
 func (l *uac) leave() {
 	l.waiting = false
-	l.resendAt, l.timeoutAt, l.giveUpAt = time.Time{}, time.Time{}, time.Time{}
+	l.resendAt, l.timeoutAt, l.giveUpAt, l.cancelAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
 	if l.ringing {
 		l.ringing = false
 		l.c.s.live.ringing.Add(-1)
@@ -358,7 +364,43 @@ func (l *uac) sendCancel(a routing.CancelLeg) {
 	req.Laddr = inv.Laddr
 	req.SetBody(nil)
 	l.log.Debug("cancelling leg", zap.Stringer("reason", a.Reason))
-	l.c.s.spawn(func() { l.c.s.sendAndWait(l.client, req, l.log) })
+	l.cancelReq = req
+	if writesAtOnce(req) {
+		l.writeCancel(req)
+		l.cancelGap = sipmsg.T1
+		l.cancelAt = time.Now().Add(l.cancelGap)
+		return
+	}
+	// A connection-oriented member: the INVITE's connection, after
+	// whatever this leg still has queued on it; no retransmission.
+	l.inOrder(func() { l.writeCancel(req) })
+}
+
+// writeCancel sends (or resends) the leg's CANCEL. None goes out once the
+// server is closing: it would open a socket that nothing closes.
+func (l *uac) writeCancel(req *sipmsg.Request) {
+	select {
+	case <-l.c.s.closing:
+		return
+	default:
+	}
+	var err error
+	if writesAtOnce(req) {
+		err = l.c.s.write(req)
+	} else {
+		err = l.c.s.dial(req)
+	}
+	if err != nil {
+		l.log.Debug("CANCEL to member failed", zap.Error(err))
+	}
+}
+
+// onCancelResponse takes a response to our CANCEL: a final one ends its
+// transaction. The INVITE's own final response (487) ends the leg.
+func (l *uac) onCancelResponse(res *sipmsg.Response) {
+	if res.StatusCode >= 200 {
+		l.cancelAt = time.Time{}
+	}
 }
 
 // answer takes a 2xx: the dialog is established; it is ACKed at once when
