@@ -239,6 +239,61 @@ func TestTLSCertificateReload(t *testing.T) {
 // SSL_CERT_FILE, as an operator with a private CA would set it), and the
 // ACK for its final response on the same connection.
 func TestTLSMember(t *testing.T) {
+	c, member, caller := tlsMemberCall(t)
+	inv, _ := member.next("INVITE", anyMsg, wait).(*sipmsg.Request)
+	if inv == nil || inv.Method != sipmsg.INVITE || !strings.Contains(inv.Via().Value(), "SIP/2.0/TLS") {
+		t.Fatalf("TLS member got %v, want an INVITE with a TLS Via", inv)
+	}
+	busy := sipmsg.NewResponseFromRequest(inv, 486, "Busy Here", nil)
+	busy.To().Params.Add("tag", "m1tag")
+	if _, err := c.Write([]byte(busy.String())); err != nil {
+		t.Fatal(err)
+	}
+	if m := member.next("ACK for the member's 486 on its TLS connection", anyMsg, wait); !isReq(sipmsg.ACK)(m) {
+		t.Fatalf("after 486 the member got %q, want the ACK", m.String())
+	}
+	caller.response(486, wait)
+}
+
+// A TLS member's leg is cancelled on the INVITE's connection, once (no
+// retransmission over a stream, RFC 3261 §17.1.2.2), and its 487 ACKed
+// there too.
+func TestTLSMemberCancel(t *testing.T) {
+	c, member, caller := tlsMemberCall(t)
+	inv, _ := member.next("INVITE", anyMsg, wait).(*sipmsg.Request)
+	if inv == nil || inv.Method != sipmsg.INVITE {
+		t.Fatalf("TLS member got %v, want an INVITE", inv)
+	}
+	reply := func(req *sipmsg.Request, code int) {
+		t.Helper()
+		res := sipmsg.NewResponseFromRequest(req, code, reasonPhrase(code), nil)
+		res.To().Params.Add("tag", "m1tag")
+		if _, err := c.Write([]byte(res.String())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reply(inv, 180)
+	caller.response(180, wait)
+	// member_timeout (2 s) cancels the leg.
+	cancel, _ := member.next("CANCEL on the TLS connection", anyMsg, 3*time.Second).(*sipmsg.Request)
+	if cancel == nil || cancel.Method != sipmsg.CANCEL || viaBranch(cancel) != viaBranch(inv) {
+		t.Fatalf("TLS member got %v, want a CANCEL with the INVITE's branch", cancel)
+	}
+	member.quiet("CANCEL again over TLS", isReq(sipmsg.CANCEL), sipmsg.T1+300*time.Millisecond)
+	reply(cancel, 200)
+	reply(inv, 487)
+	if m := member.next("ACK for the 487 on its TLS connection", anyMsg, wait); !isReq(sipmsg.ACK)(m) {
+		t.Fatalf("after 487 the member got %q, want the ACK", m.String())
+	}
+	caller.response(480, wait) // the group's noanswer fallback
+}
+
+func anyMsg(sipmsg.Message) bool { return true }
+
+// tlsMemberCall starts ringroute with one TLS member and places a call to
+// it: the member's end of the TLS connection, the member reading it, and
+// the caller.
+func tlsMemberCall(t *testing.T) (net.Conn, *peer, *peer) {
 	t.Setenv("SSL_CERT_FILE", "../testdata/tls/a.crt")
 	cert, err := tls.LoadX509KeyPair("../testdata/tls/a.crt", "../testdata/tls/a.key")
 	if err != nil {
@@ -269,18 +324,5 @@ func TestTLSMember(t *testing.T) {
 	member := &peer{t: t, name: "tls member", in: make(chan sipmsg.Message, 16)}
 	closed := streamInto(t, c, member)
 	t.Cleanup(func() { c.Close(); <-closed })
-	first := func(sipmsg.Message) bool { return true }
-	inv, _ := member.next("INVITE", first, wait).(*sipmsg.Request)
-	if inv == nil || inv.Method != sipmsg.INVITE || !strings.Contains(inv.Via().Value(), "SIP/2.0/TLS") {
-		t.Fatalf("TLS member got %v, want an INVITE with a TLS Via", inv)
-	}
-	busy := sipmsg.NewResponseFromRequest(inv, 486, "Busy Here", nil)
-	busy.To().Params.Add("tag", "m1tag")
-	if _, err := c.Write([]byte(busy.String())); err != nil {
-		t.Fatal(err)
-	}
-	if m := member.next("ACK for the member's 486 on its TLS connection", first, wait); !isReq(sipmsg.ACK)(m) {
-		t.Fatalf("after 486 the member got %q, want the ACK", m.String())
-	}
-	caller.response(486, wait)
+	return c, member, caller
 }
