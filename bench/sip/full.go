@@ -57,13 +57,11 @@ func runFull(e *env) error {
 			g := &groupRun{Scenario: scn, Media: media, sc: scenarios[scn], Ramps: map[string][]*stepResult{},
 				Latency: map[string]*stepResult{}, Sustained: map[string]*stepResult{}}
 			run.Groups = append(run.Groups, g)
-			for _, s := range suts {
-				steps, err := e.ramp(s, g.sc, media)
-				if err != nil {
-					return err
-				}
-				g.Ramps[s] = steps
+			ramps, err := e.ramp(suts, g.sc, media)
+			if err != nil {
+				return err
 			}
+			g.Ramps = ramps
 			// The latency target: added setup latency at 80% of
 			// ringroute's knee, for both, with the wire tap.
 			base := knee(g.Ramps["ringroute"])
@@ -116,36 +114,57 @@ func runFull(e *env) error {
 	return nil
 }
 
-// ramp runs the rates in order until a step fails, then (with -refine)
-// the midpoint between the last pass and that failure.
-func (e *env) ramp(s string, sc *scenario, media string) ([]*stepResult, error) {
-	var steps []*stepResult
-	last, fail := 0, 0
-	for _, r := range e.o.rates {
-		res, err := e.runStepRetry(stepSpec{sut: s, sc: sc, media: media, rate: r, dur: e.o.dur, label: "ramp"})
+// ramp runs the rates in order, each SUT's step at a rate right after the
+// other's, until a SUT fails a step; then (with -refine) the midpoint
+// between its last pass and that failure. Interleaved, the two ramps see
+// the same minutes of the machine: a VM whose speed drifts over a run
+// (ours moves knees by hundreds of calls/s) skews both alike, not the
+// ratio.
+func (e *env) ramp(suts []string, sc *scenario, media string) (map[string][]*stepResult, error) {
+	steps := map[string][]*stepResult{}
+	last, fail := map[string]int{}, map[string]int{}
+	step := func(s string, r int, label string) (*stepResult, error) {
+		res, err := e.runStepRetry(stepSpec{sut: s, sc: sc, media: media, rate: r, dur: e.o.dur, label: label})
 		if err != nil {
-			return steps, err
+			return nil, err
 		}
 		progress(res)
-		steps = append(steps, res)
-		if !res.Pass {
-			fail = r
-			break
-		}
-		last = r
+		steps[s] = append(steps[s], res)
+		return res, nil
 	}
-	if e.o.refine && fail > 0 {
-		mid := roundRate((last + fail) / 2)
-		if last == 0 {
-			mid = roundRate(fail / 2)
-		}
-		if mid > last && mid < fail {
-			res, err := e.runStepRetry(stepSpec{sut: s, sc: sc, media: media, rate: mid, dur: e.o.dur, label: "refine"})
+	for _, r := range e.o.rates {
+		running := false
+		for _, s := range suts {
+			if fail[s] > 0 {
+				continue
+			}
+			running = true
+			res, err := step(s, r, "ramp")
 			if err != nil {
 				return steps, err
 			}
-			progress(res)
-			steps = append(steps, res)
+			if res.Pass {
+				last[s] = r
+			} else {
+				fail[s] = r
+			}
+		}
+		if !running {
+			break
+		}
+	}
+	for _, s := range suts {
+		if !e.o.refine || fail[s] == 0 {
+			continue
+		}
+		mid := roundRate((last[s] + fail[s]) / 2)
+		if last[s] == 0 {
+			mid = roundRate(fail[s] / 2)
+		}
+		if mid > last[s] && mid < fail[s] {
+			if _, err := step(s, mid, "refine"); err != nil {
+				return steps, err
+			}
 		}
 	}
 	return steps, nil

@@ -292,6 +292,7 @@ func renderFull(e *env, run *fullRun) string {
 		fmt.Fprintf(&b, "| %s | %s |\n", k, strings.ReplaceAll(run.Env[k], "|", "/"))
 	}
 	b.WriteString("\n## Summary\n\n")
+	b.WriteString("The ramps are interleaved: at each rate one SUT's step right after the other's, so the machine's drift over the run touches both alike. ")
 	b.WriteString("Ratios are ringroute/Kamailio: above 1 means ringroute's figure is higher (better for the knee, worse for CPU, memory and latency). ")
 	b.WriteString("Figures \"at N/s\" compare both at the highest rate both passed. The added setup latency is INVITE→200 at the caller minus the answering member's own INVITE→200 (and minus 1000 ms of earlier attempts in the linear group), from the wire tap, in a step at 80% of ringroute's knee.\n\n")
 	b.WriteString(summaryTable(run, false))
