@@ -280,6 +280,14 @@ func waitPortsFree(t *testing.T, s *Server) {
 }
 
 // invite sends a relay-mode INVITE offering the caller's RTP socket.
+// callerHangsUp: the caller sends BYE in the dialog of ok, and member, the
+// other side of the bridge, gets it and answers 200.
+func callerHangsUp(caller, member *peer, ok *sipmsg.Response) {
+	caller.t.Helper()
+	caller.inDialog(ok, "BYE", 2, "", "")
+	member.reply(member.request(sipmsg.BYE, wait), 200, "", "")
+}
+
 func relayInvite(caller *peer, crtp *rtpPeer, number string) string {
 	return relayInviteID(caller, crtp, number, "rl-"+sipmsg.GenerateTagN(8))
 }
@@ -400,9 +408,7 @@ func TestRingbackTone(t *testing.T) {
 			break
 		}
 	}
-	caller.inDialog(ok, "BYE", 2, "", "")
-	bye := m.request(sipmsg.BYE, wait)
-	m.reply(bye, 200, "", "")
+	callerHangsUp(caller, m, ok)
 	waitPortsFree(t, s)
 }
 
@@ -487,9 +493,7 @@ func TestRecording(t *testing.T) {
 		crtp.recv(10 * time.Millisecond)
 		mrtp.recv(10 * time.Millisecond)
 	}
-	caller.inDialog(ok, "BYE", 2, "", "")
-	bye := m.request(sipmsg.BYE, wait)
-	m.reply(bye, 200, "", "")
+	callerHangsUp(caller, m, ok)
 	rec := cdrs.wait(t, 1)[0]
 	waitPortsFree(t, s) // the WAV is finished when the session closes
 	if rec.Recording == "" || filepath.Dir(rec.Recording) != dir {
@@ -579,9 +583,7 @@ func TestEarlyMediaPassthrough(t *testing.T) {
 	if got, _, ok := crtp.recv(300 * time.Millisecond); ok && bytes.Equal(got, rtpPacket(4, bytes.Repeat([]byte{0x44}, 160))) {
 		t.Error("the losing member's audio still reaches the caller (RTP bleed)")
 	}
-	caller.inDialog(ok, "BYE", 2, "", "")
-	bye := b.request(sipmsg.BYE, wait)
-	b.reply(bye, 200, "", "")
+	callerHangsUp(caller, b, ok)
 	waitPortsFree(t, s)
 }
 
@@ -608,9 +610,7 @@ func TestPortPoolExhausted(t *testing.T) {
 	m.request(sipmsg.ACK, wait)
 	ok := caller.response(200, wait)
 	caller.ackFor(ok)
-	caller.inDialog(ok, "BYE", 2, "", "")
-	bye := m.request(sipmsg.BYE, wait)
-	m.reply(bye, 200, "", "")
+	callerHangsUp(caller, m, ok)
 	cdrs.wait(t, 2)
 	waitPortsFree(t, s)
 
@@ -647,9 +647,7 @@ func TestWinnerWithUnusableSDPIsSkipped(t *testing.T) {
 		t.Errorf("caller's 200 SDP: %s", ok.Body())
 	}
 	caller.ackFor(ok)
-	caller.inDialog(ok, "BYE", 2, "", "")
-	bb := b.request(sipmsg.BYE, wait)
-	b.reply(bb, 200, "", "")
+	callerHangsUp(caller, b, ok)
 	r := cdrs.wait(t, 1)[0]
 	if r.Outcome != "answered" || r.AnsweredBy != "uri:"+b.uri("b") {
 		t.Errorf("CDR outcome %q answered_by %q", r.Outcome, r.AnsweredBy)
@@ -705,9 +703,7 @@ func TestRecordingOpenDoesNotHoldTheAnswer(t *testing.T) {
 	m.request(sipmsg.ACK, wait)
 	ok := caller.response(200, wait)
 	caller.ackFor(ok)
-	caller.inDialog(ok, "BYE", 2, "", "")
-	bye := m.request(sipmsg.BYE, wait)
-	m.reply(bye, 200, "", "")
+	callerHangsUp(caller, m, ok)
 	caller.response(200, wait)
 	release()
 	if rec := cdrs.wait(t, 1)[0]; rec.Outcome != "answered" || rec.EndedBy != "caller" {
