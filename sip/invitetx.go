@@ -174,7 +174,7 @@ func (l *uac) onTimer(now time.Time) {
 		// where sendCancel sets it, so the write is at once.
 		l.cancelGap = min(2*l.cancelGap, sipmsg.T2)
 		l.cancelAt = now.Add(l.cancelGap)
-		l.writeCancel(l.cancelReq)
+		l.writeCancel(l.cancelReq, true)
 	}
 }
 

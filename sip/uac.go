@@ -366,26 +366,27 @@ func (l *uac) sendCancel(a routing.CancelLeg) {
 	l.log.Debug("cancelling leg", zap.Stringer("reason", a.Reason))
 	l.cancelReq = req
 	if writesAtOnce(req) {
-		l.writeCancel(req)
+		l.writeCancel(req, true)
 		l.cancelGap = sipmsg.T1
 		l.cancelAt = time.Now().Add(l.cancelGap)
 		return
 	}
 	// A connection-oriented member: the INVITE's connection, after
 	// whatever this leg still has queued on it; no retransmission.
-	l.inOrder(func() { l.writeCancel(req) })
+	l.inOrder(func() { l.writeCancel(req, false) })
 }
 
-// writeCancel sends (or resends) the leg's CANCEL. None goes out once the
-// server is closing: it would open a socket that nothing closes.
-func (l *uac) writeCancel(req *sipmsg.Request) {
+// writeCancel sends (or resends) the leg's CANCEL: at once over UDP to a
+// known address, else through a connection. None goes out once the server
+// is closing: it would open a socket that nothing closes.
+func (l *uac) writeCancel(req *sipmsg.Request, atOnce bool) {
 	select {
 	case <-l.c.s.closing:
 		return
 	default:
 	}
 	var err error
-	if writesAtOnce(req) {
+	if atOnce {
 		err = l.c.s.write(req)
 	} else {
 		err = l.c.s.dial(req)
