@@ -69,11 +69,13 @@ type recorder struct {
 	out     []byte
 }
 
+var errRecording = errors.New("record: already recording")
+
 // record opens the file before it takes s.mu: play, stopPlay and close
 // must not wait on a slow disk.
 func (s *session) record(path string) error {
 	if s.rec.Load() != nil {
-		return errors.New("record: already recording")
+		return errRecording
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
@@ -87,7 +89,7 @@ func (s *session) record(path string) error {
 		if s.closed {
 			return fmt.Errorf("record: %w", ErrClosed)
 		}
-		return errors.New("record: already recording")
+		return errRecording
 	}
 	r := &recorder{
 		s: s, stream: s.mediaStream(), start: s.nanos(),
