@@ -40,9 +40,15 @@ type call struct {
 	decisions  decisions
 	reinviting bool // an in-dialog INVITE is being relayed
 
-	// responses are the legs' (deliver); over is closed when run returns.
-	responses chan legResponse
-	over      chan struct{}
+	// inbox holds the legs' responses (deliver) until run takes them; a
+	// queue, not a channel, so that UDP's read loop, which delivers most
+	// of them, never waits for the call. inboxDone is set when run
+	// returns, and deliver refuses from then on.
+	inboxMu   sync.Mutex
+	inbox     []legResponse
+	inboxDone bool
+	inboxWake chan struct{} // capacity 1: "the inbox has something"
+	spare     []legResponse // run's goroutine only: the inbox's other buffer
 
 	// run's goroutine only.
 	ready   chan *uac // a leg whose INVITE went out from a goroutine of its own

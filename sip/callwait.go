@@ -40,13 +40,11 @@ func (c *call) run() {
 				err = errClosing
 			}
 			w.leg.sent(err)
-		case wokeResponse:
-			if w.res.CSeq().MethodName == sipmsg.CANCEL {
-				w.leg.onCancelResponse(w.res)
-			} else if w.leg.live() {
-				w.leg.onResponse(w.res)
-			} else {
-				c.s.onStrayResponse(w.res)
+		case wokeResponses:
+			q := c.takeInbox()
+			for i, r := range q {
+				c.onLegResponse(r.leg, r.res)
+				q[i] = legResponse{} // the buffer is reused: keep no message alive
 			}
 		case wokeTimer:
 			c.alarmAt = time.Time{}
@@ -56,7 +54,9 @@ func (c *call) run() {
 			}
 		}
 	}
-	close(c.over)
+	for _, r := range c.closeInbox() {
+		c.s.onStrayResponse(r.res)
+	}
 	if c.alarm != nil {
 		c.alarm.Stop()
 	}
@@ -64,6 +64,18 @@ func (c *call) run() {
 		c.s.members.remove(l)
 	}
 	r.End()
+}
+
+// onLegResponse takes one response to a leg's INVITE or CANCEL.
+func (c *call) onLegResponse(l *uac, res *sipmsg.Response) {
+	switch {
+	case res.CSeq().MethodName == sipmsg.CANCEL:
+		l.onCancelResponse(res)
+	case l.live():
+		l.onResponse(res)
+	default:
+		c.s.onStrayResponse(res)
+	}
 }
 
 var errClosing = errors.New("server closing")
@@ -75,14 +87,13 @@ const (
 	wokeClosing
 	wokeCallerGone
 	wokeDialed
-	wokeResponse
+	wokeResponses
 	wokeTimer
 )
 
 type wakeup struct {
 	what woke
 	leg  *uac
-	res  *sipmsg.Response
 }
 
 // wait blocks until something of the call's is ready. Channels that do not
@@ -123,8 +134,8 @@ func (c *call) wait() wakeup {
 		return wakeup{what: wokeCallerGone}
 	case l := <-ready:
 		return wakeup{what: wokeDialed, leg: l}
-	case r := <-c.responses:
-		return wakeup{what: wokeResponse, leg: r.leg, res: r.res}
+	case <-c.inboxWake:
+		return wakeup{what: wokeResponses}
 	case <-tick:
 		return wakeup{what: wokeTimer}
 	}

@@ -223,8 +223,7 @@ func (s *Server) startCall(cfg *config.Config, g *config.Group, req *sipmsg.Requ
 	s.live.calls.Add(1)
 	s.active.Store(c, struct{}{})
 	c.ready = make(chan *uac)
-	c.responses = make(chan legResponse)
-	c.over = make(chan struct{})
+	c.inboxWake = make(chan struct{}, 1)
 	// The INVITE's own goroutine runs the call to its end (sipgo needs it
 	// blocked until the final response anyway); Close waits for it, as
 	// guard counts it.

@@ -16,7 +16,8 @@ import (
 // that was a tenth of what the daemon allocated, and the GC cycles it
 // brought are the latency tail (docs/behaviour.md). Here the leg is the
 // transaction: its responses are matched by the INVITE's branch in
-// members and handed to the call's goroutine, which also keeps Timers A
+// members (over UDP right in the read loop, udpReader) and queued for the
+// call's goroutine, which also keeps Timers A
 // and B and the give-up deadline of every leg it rings on one timer. The
 // CANCEL of a leg is the leg's too: its responses come the same way, and
 // its Timer E is on the same timer.
@@ -82,18 +83,44 @@ type legResponse struct {
 	res *sipmsg.Response
 }
 
-// deliver hands res to the call's goroutine, which takes it in wait. It
-// reports false when that goroutine has returned. sipgo runs each
-// datagram on a goroutine of its own, so blocking here holds up no other
-// message; responses that race each other may come in either order, as
-// they may on the wire.
+// deliver queues res for the call's goroutine, which takes it in wait. It
+// never blocks, and it reports false when that goroutine has returned.
+// Responses reach the call in the order they were delivered: UDP's in the
+// order they were read (udpReader), a stream's in its order.
 func (c *call) deliver(l *uac, res *sipmsg.Response) bool {
-	select {
-	case c.responses <- legResponse{l, res}:
-		return true
-	case <-c.over:
+	c.inboxMu.Lock()
+	if c.inboxDone {
+		c.inboxMu.Unlock()
 		return false
 	}
+	c.inbox = append(c.inbox, legResponse{l, res})
+	c.inboxMu.Unlock()
+	select {
+	case c.inboxWake <- struct{}{}:
+	default: // a wake-up is already pending; wait drains the inbox at once
+	}
+	return true
+}
+
+// takeInbox empties the inbox. The two buffers take turns, so that a
+// ringing call's responses allocate nothing once both have grown.
+func (c *call) takeInbox() []legResponse {
+	c.inboxMu.Lock()
+	q := c.inbox
+	c.inbox = c.spare[:0]
+	c.inboxMu.Unlock()
+	c.spare = q
+	return q
+}
+
+// closeInbox refuses further responses and returns those not taken.
+func (c *call) closeInbox() []legResponse {
+	c.inboxMu.Lock()
+	defer c.inboxMu.Unlock()
+	c.inboxDone = true
+	q := c.inbox
+	c.inbox = nil
+	return q
 }
 
 // write sends a request through sipgo's transport layer, outside any

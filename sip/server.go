@@ -374,7 +374,7 @@ func (s *Server) bind(l config.Listen) (func(), error) {
 			s.listening.Add(1)
 			go func() {
 				defer s.listening.Done()
-				if err := s.srv.ServeUDP(pc); err != nil && !errors.Is(err, net.ErrClosed) {
+				if err := s.srv.ServeUDP(newUDPReader(s, pc)); err != nil && !errors.Is(err, net.ErrClosed) {
 					s.log.Error("udp listener stopped", zap.Error(err))
 				}
 			}()
