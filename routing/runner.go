@@ -34,6 +34,7 @@ type Runner struct {
 
 	// Run's goroutine only.
 	call    *Call
+	kept    bool      // KeepTimer: the driver keeps the call's timer
 	timer   Timer     // nil when none is pending
 	timerAt time.Time // what timer was armed for
 	gen     uint64    // of timer; a firing of an older one is stale
@@ -100,6 +101,29 @@ func (r *Runner) Run() {
 //	r.End()
 //
 // Every step must run on the same goroutine.
+
+// KeepTimer hands the call's timer to the driver of Begin and Turn: Turn
+// arms nothing, and the driver waits for Deadline itself and then calls
+// Tick. sip's wait loop already waits on a timer of its own, for its legs'
+// transactions; the runner's own timer beside it cost every deadline (a
+// member's ring timeout, a retry delay) a goroutine for its firing and a
+// second trip through the run queue before the call saw it. Call it before
+// Begin, on the same goroutine.
+func (r *Runner) KeepTimer() { r.kept = true }
+
+// Deadline is when the call next needs a Tick; ok is false when nothing is
+// due. For a driver that keeps the timer (KeepTimer), after Begin.
+func (r *Runner) Deadline() (time.Time, bool) { return r.call.Deadline() }
+
+// Tick steps the call by the clock, as the runner's own timer firing
+// would. A Tick that comes early is harmless: the call finds nothing due.
+func (r *Runner) Tick() {
+	if r.call.Over() {
+		return
+	}
+	r.debug("event", Tick{})
+	r.execute(r.call.Step(r.clk.Now(), Tick{}))
+}
 
 // Begin starts the call: its first actions are carried out.
 func (r *Runner) Begin() {
@@ -172,6 +196,9 @@ func (r *Runner) stop() {
 // Stop's result does not matter; and a Tick that comes early (the Call finds
 // nothing due) is harmless, since the spent timer is re-armed here.
 func (r *Runner) arm(call *Call) {
+	if r.kept {
+		return
+	}
 	at, ok := call.Deadline()
 	if r.timer != nil && ok && at.Equal(r.timerAt) {
 		return

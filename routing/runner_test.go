@@ -408,3 +408,51 @@ func TestRunnersShareState(t *testing.T) {
 		}
 	})
 }
+
+// A driver that keeps the call's timer (KeepTimer, as sip's wait loop
+// does) gets the same call to the millisecond as the runner's own timer
+// gives, and the runner arms no timer of its own. An early Tick changes
+// nothing.
+func TestRunnerKeptTimer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sip := &fakeSIP{answerAfter: map[string]time.Duration{"sip:c@x": 2 * time.Second}, talk: 3 * time.Second}
+		g := testGroup("linear", 30*time.Second, "sip:a@x", "sip:b@x", "sip:c@x")
+		clk := &bubbleClock{}
+		sip.start = time.Now()
+		r := NewRunner(testSetup(g), clk, sip, nil)
+		sip.r = r
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			r.KeepTimer()
+			r.Begin()
+			r.Tick() // early: nothing is due at 0s
+			for r.Turn() {
+				var tick <-chan time.Time
+				if at, ok := r.Deadline(); ok {
+					tick = time.After(time.Until(at))
+				}
+				select {
+				case <-r.Wake():
+				case <-tick:
+					r.Tick()
+				}
+			}
+			r.End()
+		}()
+		<-done
+		checkLines(t, sip.lines(), `
+0s    StartLeg leg1 sip:a@x (support uri:sip:a@x)
+5s    CancelLeg leg1 ring timeout
+6s    StartLeg leg2 sip:b@x (support uri:sip:b@x)
+11s   CancelLeg leg2 ring timeout
+12s   StartLeg leg3 sip:c@x (support uri:sip:c@x)
+14s   AnswerCaller leg3
+17s   HangUpLeg leg3
+17s   Finish answered 200`)
+		clk.check(t)
+		if clk.maxPending != 0 {
+			t.Errorf("the runner armed %d timers of its own; KeepTimer leaves the timer to the driver", clk.maxPending)
+		}
+	})
+}

@@ -12,13 +12,20 @@ import (
 // run is the call's goroutine, from the caller's INVITE to the end of the
 // call: it steps the routing runner and, in the same wait, runs every
 // ringing leg's INVITE transaction and follows the caller's, so that a
-// ringing call costs one goroutine and one timer however many members it
-// rings.
+// ringing call costs one goroutine and one timer (routing's deadlines and
+// its legs' together) however many members it rings.
 func (c *call) run() {
 	r := c.runner
+	// The routing deadlines (ring timeouts, retry delays) go on the call's
+	// one timer with its legs' (routing.Runner.KeepTimer). A clock other
+	// than the system's keeps the runner's own timer, which follows it.
+	_, kept := c.s.clock.(systemClock)
+	if kept {
+		r.KeepTimer()
+	}
 	r.Begin()
 	for r.Turn() {
-		w := c.wait()
+		w := c.wait(kept)
 		switch w.what {
 		case wokeRunner: // the next Turn takes the events
 		case wokeClosing:
@@ -51,6 +58,9 @@ func (c *call) run() {
 			now := time.Now()
 			for _, l := range c.waits {
 				l.onTimer(now)
+			}
+			if at, ok := r.Deadline(); kept && ok && !at.After(now) {
+				r.Tick()
 			}
 		}
 	}
@@ -96,9 +106,10 @@ type wakeup struct {
 	leg  *uac
 }
 
-// wait blocks until something of the call's is ready. Channels that do not
+// wait blocks until something of the call's is ready; kept: the runner's
+// next deadline is on the call's timer too. Channels that do not
 // apply are nil, which a select never chooses.
-func (c *call) wait() wakeup {
+func (c *call) wait(kept bool) wakeup {
 	var closing, callerDone <-chan struct{}
 	var ready chan *uac
 	if !c.aborted {
@@ -118,6 +129,11 @@ func (c *call) wait() wakeup {
 		}
 		c.waits = append(c.waits, l)
 		if at := l.deadline(); !at.IsZero() && (next.IsZero() || at.Before(next)) {
+			next = at
+		}
+	}
+	if kept {
+		if at, ok := c.runner.Deadline(); ok && (next.IsZero() || at.Before(next)) {
 			next = at
 		}
 	}
