@@ -67,6 +67,14 @@ func (t *members) match(res *sipmsg.Response) *uac {
 	return l
 }
 
+// byBranch is the leg whose INVITE's branch is b, or nil.
+func (t *members) byBranch(b []byte) *uac {
+	t.mu.Lock()
+	l := t.m[string(b)]
+	t.mu.Unlock()
+	return l
+}
+
 // onResponse gets every response sipgo matched to no transaction of its
 // own: a member leg's go to its call; the rest (and any that come after
 // the call's goroutine is gone) to onStrayResponse.

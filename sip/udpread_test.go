@@ -4,13 +4,17 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	sipmsg "github.com/emiago/sipgo/sip"
 )
 
 // TestUDPReaderTakesLegResponses: a response to a leg's INVITE or CANCEL
 // goes from the socket straight to its call's inbox, marked as sipgo marks
-// what it reads, in the order it came; everything else (a request, a
+// what it reads (a 100 to an INVITE as the reader's unparsed stand-in), in
+// the order it came; everything else (a request, a
 // response to no leg, what does not parse) is handed on to sipgo with its
 // sender's address.
 func TestUDPReaderTakesLegResponses(t *testing.T) {
@@ -99,6 +103,13 @@ func TestUDPReaderTakesLegResponses(t *testing.T) {
 		if q[i].leg != leg || res.StatusCode != w.code || string(res.CSeq().MethodName) != w.method {
 			t.Errorf("response %d: %d %s for leg %p, want %d %s for %p", i, res.StatusCode, res.CSeq().MethodName, q[i].leg, w.code, w.method, leg)
 		}
+		if i == 0 {
+			// The 100 is not parsed: the reader's stand-in takes its place.
+			if res != r.trying {
+				t.Errorf("response 0: the 100 was parsed, want the reader's stand-in")
+			}
+			continue
+		}
 		if res.Transport() != "UDP" || res.Source() != src {
 			t.Errorf("response %d: transport %q source %q, want UDP %s", i, res.Transport(), res.Source(), src)
 		}
@@ -109,4 +120,85 @@ func TestUDPReaderTakesLegResponses(t *testing.T) {
 	if c.deliver(leg, q[0].res) {
 		t.Error("deliver took a response after the call ended")
 	}
+}
+
+// tryingBranch finds the top Via's branch of a 100 to an INVITE the way
+// the parser would, and gives up (nil, the full parse) on anything else.
+func TestTryingBranch(t *testing.T) {
+	msg := func(status string, headers ...string) []byte {
+		return []byte(status + "\r\n" + strings.Join(headers, "\r\n") + "\r\n\r\n")
+	}
+	const via = "Via: SIP/2.0/UDP 127.0.0.1:5060;rport=5060;branch=z9hG4bK-a1"
+	const cseq = "CSeq: 1 INVITE"
+	tests := []struct {
+		name string
+		data []byte
+		want string // "" for nil
+	}{
+		{"plain", msg("SIP/2.0 100 Trying", via, "Call-ID: x", cseq, "Content-Length: 0"), "z9hG4bK-a1"},
+		{"compact and lower case", msg("SIP/2.0 100 Trying", "v: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK-a2;rport", "cseq: 7 INVITE"), "z9hG4bK-a2"},
+		{"spaces around the branch: left to the parser", msg("SIP/2.0 100 Trying", "Via: SIP/2.0/UDP 127.0.0.1 ; branch = z9hG4bK-a2", cseq), ""},
+		{"BRANCH: left to the parser", msg("SIP/2.0 100 Trying", "Via: SIP/2.0/UDP 127.0.0.1;BRANCH=z9hG4bK-a2", cseq), ""},
+		{"top of several Vias in one line", msg("SIP/2.0 100 Trying", "Via: SIP/2.0/UDP a;branch=z9hG4bK-top, SIP/2.0/UDP b;branch=z9hG4bK-b", cseq), "z9hG4bK-top"},
+		{"top of several Via lines", msg("SIP/2.0 100 Trying", "Via: SIP/2.0/UDP a;branch=z9hG4bK-top", "Via: SIP/2.0/UDP b;branch=z9hG4bK-b", cseq), "z9hG4bK-top"},
+		{"CSeq first", msg("SIP/2.0 100 Trying", cseq, via), "z9hG4bK-a1"},
+		{"180", msg("SIP/2.0 180 Ringing", via, cseq), ""},
+		{"1000 is not 100", msg("SIP/2.0 1000 Odd", via, cseq), ""},
+		{"100 to a CANCEL", msg("SIP/2.0 100 Trying", via, "CSeq: 1 CANCEL"), ""},
+		{"no CSeq", msg("SIP/2.0 100 Trying", via), ""},
+		{"not our Via's form", msg("SIP/2.0 100 Trying", "Via: SIP/2.0/TCP 127.0.0.1;branch=z9hG4bK-a1", cseq), ""},
+		{"not a branch of ours", msg("SIP/2.0 100 Trying", "Via: SIP/2.0/UDP 127.0.0.1;branch=1234", cseq), ""},
+		{"no branch", msg("SIP/2.0 100 Trying", "Via: SIP/2.0/UDP 127.0.0.1;rport", cseq), ""},
+		{"empty branch", msg("SIP/2.0 100 Trying", "Via: SIP/2.0/UDP 127.0.0.1;branch=", cseq), ""},
+		{"folded line", msg("SIP/2.0 100 Trying", via, " ;received=10.0.0.1", cseq), ""},
+		{"line without a colon", msg("SIP/2.0 100 Trying", via, "garbage", cseq), ""},
+		{"no end of headers", []byte("SIP/2.0 100 Trying\r\n" + via + "\r\n" + cseq), ""},
+		{"status line only", []byte("SIP/2.0 100 Trying"), ""},
+		{"request", msg("INVITE sip:a@b SIP/2.0", via, cseq), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := tryingBranch(tt.data)
+			if tt.want == "" {
+				if got != nil {
+					t.Errorf("got %q, want nil", got)
+				}
+				return
+			}
+			if string(got) != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzTryingBranch: whatever tryingBranch reads as a 100 to an INVITE, the
+// full parser reads the same way, with the same top Via branch where it
+// reads one.
+func FuzzTryingBranch(f *testing.F) {
+	f.Add([]byte("SIP/2.0 100 Trying\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-a1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"))
+	f.Add([]byte("SIP/2.0 100 Trying\r\nv: SIP/2.0/UDP a;branch=z9hG4bK-x, SIP/2.0/UDP b\r\ncseq: 2 INVITE\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		b := tryingBranch(data)
+		if b == nil {
+			return
+		}
+		msg, err := sipmsg.NewParser().ParseSIP(data)
+		if err != nil {
+			return // the parser refuses it: the leg would never have seen it
+		}
+		res, ok := msg.(*sipmsg.Response)
+		if !ok || res.StatusCode != 100 {
+			t.Fatalf("tryingBranch took %q, the parser reads %q", data, msg.String())
+		}
+		if cs := res.CSeq(); cs == nil || cs.MethodName != sipmsg.INVITE {
+			t.Fatalf("tryingBranch took %q, the parser reads CSeq %v", data, cs)
+		}
+		// A top Via the parser cannot read (a sent-by like "0:") loses
+		// its branch there; the scanner takes the 100 anyway, which at
+		// worst stops a leg's Timer A, as a 100 should.
+		if got := viaBranch(res); got != "" && got != string(b) {
+			t.Fatalf("tryingBranch read branch %q of %q, the parser %q", b, data, got)
+		}
+	})
 }
