@@ -29,19 +29,25 @@ type udpReader struct {
 	*net.UDPConn
 	s      *Server
 	parser *sipmsg.Parser // this read loop's alone
-	// trying stands for every 100 (Trying) to a leg's INVITE. All a 100
-	// tells a leg is that its INVITE arrived (RFC 3261 §17.1.1.2: Timers A
-	// and B stop); the leg reads nothing else of it, so it is not parsed.
-	// That is three parses a call fewer, and a fifth of what a call
-	// allocates. Never written after newUDPReader.
-	trying *sipmsg.Response
+	// trying stands for every 100 (Trying) to a leg's INVITE, and ringing
+	// for every 180 (Ringing) without a body. All a 100 tells a leg is that
+	// its INVITE arrived (RFC 3261 §17.1.1.2: Timers A and B stop), and all
+	// a bodiless 180 tells it is that the member rings (early media needs
+	// an SDP body, which takes the full parse): the leg reads nothing else
+	// of either, so they are not parsed. That is six parses fewer in a call
+	// to a 3-member group. Never written after newUDPReader.
+	trying, ringing *sipmsg.Response
 }
 
 func newUDPReader(s *Server, c *net.UDPConn) *udpReader {
-	trying := sipmsg.NewResponse(100, "Trying")
-	trying.AppendHeader(&sipmsg.CSeqHeader{SeqNo: 1, MethodName: sipmsg.INVITE})
-	trying.SetTransport("UDP")
-	return &udpReader{UDPConn: c, s: s, parser: sipmsg.NewParser(), trying: trying}
+	standIn := func(code int, reason string) *sipmsg.Response {
+		r := sipmsg.NewResponse(code, reason)
+		r.AppendHeader(&sipmsg.CSeqHeader{SeqNo: 1, MethodName: sipmsg.INVITE})
+		r.SetTransport("UDP")
+		return r
+	}
+	return &udpReader{UDPConn: c, s: s, parser: sipmsg.NewParser(),
+		trying: standIn(100, "Trying"), ringing: standIn(180, "Ringing")}
 }
 
 // ReadFrom is what sipgo's read loop calls: the next datagram that is not
@@ -67,11 +73,15 @@ func (u *udpReader) take(data []byte, from netip.AddrPort) bool {
 	if !bytes.HasPrefix(data, statusLinePrefix) {
 		return false
 	}
-	if b := tryingBranch(data); b != nil {
+	if code, b := provisionalBranch(data); b != nil {
 		if l := u.s.members.byBranch(b); l != nil {
-			// For a call that has just ended there is nothing to do:
-			// a stray 1xx changes nothing.
-			l.c.deliver(l, u.trying)
+			res := u.trying
+			if code == 180 {
+				res = u.ringing
+			}
+			// For a call that has just ended there is nothing to do: a
+			// stray 1xx changes nothing.
+			l.c.deliver(l, res)
 			return true
 		}
 	}
@@ -100,19 +110,24 @@ func (u *udpReader) take(data []byte, from netip.AddrPort) bool {
 
 var crlf = []byte("\r\n")
 
-// tryingBranch is the top Via's branch of a 100 (Trying) to an INVITE,
-// read without parsing the message; nil when data is anything else, or
-// anything about it is unusual (a folded line, a top Via not of the form we
-// write ours in, a header line without a colon), and the full parse takes
-// it.
-func tryingBranch(data []byte) []byte {
-	const status = "SIP/2.0 100 "
-	if len(data) < len(status) || string(data[:len(status)]) != status {
-		return nil
+// provisionalBranch reads a 100 or a 180 to an INVITE, with no body,
+// without parsing the message: its status code and its top Via's branch.
+// The branch is nil when data is anything else, or anything about it is
+// unusual (a folded line, a top Via not of the form we write ours in, a
+// header line without a colon, a body), and the full parse takes it.
+func provisionalBranch(data []byte) (int, []byte) {
+	var code int
+	switch {
+	case bytes.HasPrefix(data, []byte("SIP/2.0 100 ")):
+		code = 100
+	case bytes.HasPrefix(data, []byte("SIP/2.0 180 ")):
+		code = 180
+	default:
+		return 0, nil
 	}
 	i := bytes.Index(data, crlf)
 	if i < 0 {
-		return nil
+		return 0, nil
 	}
 	rest := data[i+2:]
 	var branch []byte
@@ -120,7 +135,7 @@ func tryingBranch(data []byte) []byte {
 	for {
 		i := bytes.Index(rest, crlf)
 		if i < 0 {
-			return nil // no end of the headers
+			return 0, nil // no end of the headers
 		}
 		line := rest[:i]
 		rest = rest[i+2:]
@@ -128,11 +143,11 @@ func tryingBranch(data []byte) []byte {
 			break
 		}
 		if line[0] == ' ' || line[0] == '\t' {
-			return nil // a folded header line (RFC 3261 §7.3.1)
+			return 0, nil // a folded header line (RFC 3261 §7.3.1)
 		}
 		c := bytes.IndexByte(line, ':')
 		if c < 0 {
-			return nil
+			return 0, nil
 		}
 		name, value := bytes.TrimSpace(line[:c]), bytes.TrimSpace(line[c+1:])
 		switch {
@@ -146,24 +161,28 @@ func tryingBranch(data []byte) []byte {
 			}
 			// Our own Via, as we wrote it: anything else is for the parser.
 			if !bytes.HasPrefix(value, []byte("SIP/2.0/UDP ")) {
-				return nil
+				return 0, nil
 			}
 			if branch = branchParam(value); !bytes.HasPrefix(branch, []byte("z9hG4bK")) {
-				return nil
+				return 0, nil
+			}
+		case bytes.EqualFold(name, []byte("content-length")) || bytes.EqualFold(name, []byte("l")):
+			if string(value) != "0" {
+				return 0, nil
 			}
 		case bytes.EqualFold(name, []byte("cseq")):
 			// "1 INVITE", as we wrote it.
 			n, method, ok := bytes.Cut(value, []byte(" "))
 			if !ok || len(n) == 0 || !allDigits(n) || string(method) != "INVITE" {
-				return nil
+				return 0, nil
 			}
 			invite = true
 		}
 	}
-	if !invite {
-		return nil
+	if !invite || len(rest) > 0 {
+		return 0, nil
 	}
-	return branch
+	return code, branch
 }
 
 // branchParam is the branch parameter of one Via value, nil for none. It

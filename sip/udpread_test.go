@@ -13,8 +13,8 @@ import (
 
 // TestUDPReaderTakesLegResponses: a response to a leg's INVITE or CANCEL
 // goes from the socket straight to its call's inbox, marked as sipgo marks
-// what it reads (a 100 to an INVITE as the reader's unparsed stand-in), in
-// the order it came; everything else (a request, a
+// what it reads (a 100 or a bodiless 180 to an INVITE as the reader's
+// unparsed stand-ins), in the order it came; everything else (a request, a
 // response to no leg, what does not parse) is handed on to sipgo with its
 // sender's address.
 func TestUDPReaderTakesLegResponses(t *testing.T) {
@@ -103,10 +103,11 @@ func TestUDPReaderTakesLegResponses(t *testing.T) {
 		if q[i].leg != leg || res.StatusCode != w.code || string(res.CSeq().MethodName) != w.method {
 			t.Errorf("response %d: %d %s for leg %p, want %d %s for %p", i, res.StatusCode, res.CSeq().MethodName, q[i].leg, w.code, w.method, leg)
 		}
-		if i == 0 {
-			// The 100 is not parsed: the reader's stand-in takes its place.
-			if res != r.trying {
-				t.Errorf("response 0: the 100 was parsed, want the reader's stand-in")
+		if i < 2 {
+			// The 100 and the bodiless 180 are not parsed: the
+			// reader's stand-ins take their places.
+			if standIn := []*sipmsg.Response{r.trying, r.ringing}[i]; res != standIn {
+				t.Errorf("response %d: the %d was parsed, want the reader's stand-in", i, w.code)
 			}
 			continue
 		}
@@ -122,9 +123,10 @@ func TestUDPReaderTakesLegResponses(t *testing.T) {
 	}
 }
 
-// tryingBranch finds the top Via's branch of a 100 to an INVITE the way
-// the parser would, and gives up (nil, the full parse) on anything else.
-func TestTryingBranch(t *testing.T) {
+// provisionalBranch finds the status and the top Via's branch of a 100 or a
+// 180 to an INVITE the way the parser would, and gives up (nil, the full
+// parse) on anything else.
+func TestProvisionalBranch(t *testing.T) {
 	msg := func(status string, headers ...string) []byte {
 		return []byte(status + "\r\n" + strings.Join(headers, "\r\n") + "\r\n\r\n")
 	}
@@ -142,7 +144,12 @@ func TestTryingBranch(t *testing.T) {
 		{"top of several Vias in one line", msg("SIP/2.0 100 Trying", "Via: SIP/2.0/UDP a;branch=z9hG4bK-top, SIP/2.0/UDP b;branch=z9hG4bK-b", cseq), "z9hG4bK-top"},
 		{"top of several Via lines", msg("SIP/2.0 100 Trying", "Via: SIP/2.0/UDP a;branch=z9hG4bK-top", "Via: SIP/2.0/UDP b;branch=z9hG4bK-b", cseq), "z9hG4bK-top"},
 		{"CSeq first", msg("SIP/2.0 100 Trying", cseq, via), "z9hG4bK-a1"},
-		{"180", msg("SIP/2.0 180 Ringing", via, cseq), ""},
+		{"180", msg("SIP/2.0 180 Ringing", via, "Content-Length: 0", cseq), "z9hG4bK-a1"},
+		{"180 compact Content-Length", msg("SIP/2.0 180 Ringing", via, "l: 0", cseq), "z9hG4bK-a1"},
+		{"183", msg("SIP/2.0 183 Session Progress", via, cseq), ""},
+		{"180 with a body", append(msg("SIP/2.0 180 Ringing", via, cseq, "Content-Length: 3"), "v=0"...), ""},
+		{"180 with a body and no Content-Length", append(msg("SIP/2.0 180 Ringing", via, cseq), "v=0"...), ""},
+		{"200", msg("SIP/2.0 200 OK", via, cseq), ""},
 		{"1000 is not 100", msg("SIP/2.0 1000 Odd", via, cseq), ""},
 		{"100 to a CANCEL", msg("SIP/2.0 100 Trying", via, "CSeq: 1 CANCEL"), ""},
 		{"no CSeq", msg("SIP/2.0 100 Trying", via), ""},
@@ -158,12 +165,15 @@ func TestTryingBranch(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := tryingBranch(tt.data)
+			code, got := provisionalBranch(tt.data)
 			if tt.want == "" {
 				if got != nil {
-					t.Errorf("got %q, want nil", got)
+					t.Errorf("got %d %q, want nil", code, got)
 				}
 				return
+			}
+			if want := int(tt.data[8]-'0')*100 + int(tt.data[9]-'0')*10 + int(tt.data[10]-'0'); code != want {
+				t.Errorf("code %d, want %d", code, want)
 			}
 			if string(got) != tt.want {
 				t.Errorf("got %q, want %q", got, tt.want)
@@ -172,14 +182,15 @@ func TestTryingBranch(t *testing.T) {
 	}
 }
 
-// FuzzTryingBranch: whatever tryingBranch reads as a 100 to an INVITE, the
-// full parser reads the same way, with the same top Via branch where it
-// reads one.
-func FuzzTryingBranch(f *testing.F) {
+// FuzzProvisionalBranch: whatever provisionalBranch reads as a 100 or a
+// 180 to an INVITE, the full parser reads the same way, with no body and
+// the same top Via branch where it reads one.
+func FuzzProvisionalBranch(f *testing.F) {
+	f.Add([]byte("SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-a1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"))
 	f.Add([]byte("SIP/2.0 100 Trying\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-a1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"))
 	f.Add([]byte("SIP/2.0 100 Trying\r\nv: SIP/2.0/UDP a;branch=z9hG4bK-x, SIP/2.0/UDP b\r\ncseq: 2 INVITE\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		b := tryingBranch(data)
+		code, b := provisionalBranch(data)
 		if b == nil {
 			return
 		}
@@ -188,17 +199,17 @@ func FuzzTryingBranch(f *testing.F) {
 			return // the parser refuses it: the leg would never have seen it
 		}
 		res, ok := msg.(*sipmsg.Response)
-		if !ok || res.StatusCode != 100 {
-			t.Fatalf("tryingBranch took %q, the parser reads %q", data, msg.String())
+		if !ok || res.StatusCode != code || len(res.Body()) != 0 {
+			t.Fatalf("provisionalBranch took %q as %d, the parser reads %q", data, code, msg.String())
 		}
 		if cs := res.CSeq(); cs == nil || cs.MethodName != sipmsg.INVITE {
-			t.Fatalf("tryingBranch took %q, the parser reads CSeq %v", data, cs)
+			t.Fatalf("provisionalBranch took %q, the parser reads CSeq %v", data, cs)
 		}
 		// A top Via the parser cannot read (a sent-by like "0:") loses
-		// its branch there; the scanner takes the 100 anyway, which at
-		// worst stops a leg's Timer A, as a 100 should.
+		// its branch there; the scanner takes the 1xx anyway, which at
+		// worst stops a leg's Timer A, as a 1xx should.
 		if got := viaBranch(res); got != "" && got != string(b) {
-			t.Fatalf("tryingBranch read branch %q of %q, the parser %q", b, data, got)
+			t.Fatalf("provisionalBranch read branch %q of %q, the parser %q", b, data, got)
 		}
 	})
 }
