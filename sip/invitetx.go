@@ -17,10 +17,10 @@ import (
 // brought are the latency tail (docs/behaviour.md). Here the leg is the
 // transaction: its responses are matched by the INVITE's branch in
 // members (over UDP right in the read loop, udpReader) and queued for the
-// call's goroutine, which also keeps Timers A
-// and B and the give-up deadline of every leg it rings on one timer. The
-// CANCEL of a leg is the leg's too: its responses come the same way, and
-// its Timer E is on the same timer.
+// call's goroutine, which also keeps Timers A and B and the give-up
+// deadline of every leg it rings on one timer. The CANCEL of a leg is the
+// leg's too: its responses come the same way, and its Timer E is on the
+// same timer.
 
 // members finds a ringing or answered leg by its INVITE's branch. A leg is
 // in it from its INVITE until it ends.
