@@ -118,11 +118,15 @@ func (r *Runner) Deadline() (time.Time, bool) { return r.call.Deadline() }
 // Tick steps the call by the clock, as the runner's own timer firing
 // would. A Tick that comes early is harmless: the call finds nothing due.
 func (r *Runner) Tick() {
-	if r.call.Over() {
-		return
+	if !r.call.Over() {
+		r.step(Tick{})
 	}
-	r.debug("event", Tick{})
-	r.execute(r.call.Step(r.clk.Now(), Tick{}))
+}
+
+// step feeds the call one event and carries out what it asks for.
+func (r *Runner) step(ev Event) {
+	r.debug("event", ev)
+	r.execute(r.call.Step(r.clk.Now(), ev))
 }
 
 // Begin starts the call: its first actions are carried out.
@@ -150,8 +154,7 @@ func (r *Runner) Turn() bool {
 			r.timer = nil // spent: arm must set a new one
 			ev = Tick{}
 		}
-		r.debug("event", ev)
-		r.execute(call.Step(r.clk.Now(), ev))
+		r.step(ev)
 	}
 	if call.Over() {
 		return false

@@ -59,8 +59,10 @@ func (c *call) run() {
 			for _, l := range c.waits {
 				l.onTimer(now)
 			}
-			if at, ok := r.Deadline(); kept && ok && !at.After(now) {
-				r.Tick()
+			if kept {
+				if at, ok := r.Deadline(); ok && !at.After(now) {
+					r.Tick()
+				}
 			}
 		}
 	}
