@@ -76,6 +76,13 @@ func (c *call) run() {
 		c.s.members.remove(l)
 	}
 	r.End()
+	// A leg's INVITE may still be on its way out from a goroutine of its
+	// own (dial: TLS, TCP) when its member's final response has already
+	// ended the call: that goroutine is waited for here, not left blocked
+	// on ready forever (TestTLSMember, when the 486 beat it).
+	for ; c.dialing > 0; c.dialing-- {
+		(<-c.ready).leave()
+	}
 }
 
 // onLegResponse takes one response to a leg's INVITE or CANCEL.

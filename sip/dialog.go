@@ -1,7 +1,11 @@
 package sip
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -176,7 +180,7 @@ func (s *Server) awaitACK(res *sipmsg.Response, transport string, acked <-chan *
 			if !reliable {
 				// Straight to the transport: the INVITE transaction
 				// is gone at its 2xx (Timer L is 0, see linger).
-				if err := s.srv.WriteResponse(res); err != nil {
+				if err := s.writeResponse(res); err != nil {
 					s.log.Debug("2xx retransmission failed", zap.Error(err))
 				}
 				interval = min(2*interval, sipmsg.T2)
@@ -190,6 +194,24 @@ func (s *Server) awaitACK(res *sipmsg.Response, transport string, acked <-chan *
 			return nil, nil
 		}
 	}
+}
+
+// writeResponse sends res outside any transaction, to its destination.
+// Over UDP it goes out of our socket itself: sipgo finds the socket by the
+// peer's address, which it learns only from what it reads, and an INVITE
+// over UDP is ours (inviteServerTx), not sipgo's.
+func (s *Server) writeResponse(res *sipmsg.Response) error {
+	if s.udpConn == nil || !strings.EqualFold(res.Transport(), "UDP") {
+		return s.srv.WriteResponse(res)
+	}
+	to, err := netip.ParseAddrPort(res.Destination())
+	if err != nil {
+		return fmt.Errorf("response destination %q: %w", res.Destination(), err)
+	}
+	var b bytes.Buffer
+	res.StringWrite(&b)
+	_, err = s.udpConn.WriteToUDPAddrPort(b.Bytes(), to)
+	return err
 }
 
 // setupTable holds the INVITEs being set up, by Call-ID and From tag, with

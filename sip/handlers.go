@@ -40,46 +40,81 @@ func (s *Server) guard(h func(*sipmsg.Request, sipmsg.ServerTransaction)) func(*
 			return
 		}
 		defer s.bg.done()
-		select {
-		case <-s.closing:
-			return
-		default:
+		if s.admit(req, tx) {
+			h(req, tx)
 		}
-		if !req.IsAck() && !s.allowSource(req, tx) {
-			return
-		}
-		if req.SipVersion != "SIP/2.0" {
-			if !req.IsAck() {
-				res := sipmsg.NewResponseFromRequest(req, 505, "Version Not Supported", nil)
-				res.SipVersion = "SIP/2.0"
-				_ = tx.Respond(res)
-			}
-			return
-		}
-		normalizeParams(req)
-		if lowerMethod(req) {
-			// sipgo upper-cases the request-line method; the CSeq keeps it
-			// as sent. Methods are case-sensitive (RFC 3261 §7.1): this is a
-			// method we do not know.
-			if !req.IsAck() {
-				_ = s.respond(req, tx, 501, reasonPhrase(501), sipmsg.NewHeader("Allow", allowed))
-			}
-			return
-		}
-		if !valid(req) {
-			if !req.IsAck() {
-				_ = s.respond(req, tx, 400, "Bad Request")
-			}
-			return
-		}
-		h(req, tx)
 	}
+}
+
+// admit is guard's checks: whether req goes on to its handler. What it
+// refuses is answered here (an ACK only dropped).
+func (s *Server) admit(req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
+	select {
+	case <-s.closing:
+		return false
+	default:
+	}
+	if !req.IsAck() && !s.allowSource(req, tx) {
+		return false
+	}
+	if req.SipVersion != "SIP/2.0" {
+		if !req.IsAck() {
+			res := sipmsg.NewResponseFromRequest(req, 505, "Version Not Supported", nil)
+			res.SipVersion = "SIP/2.0"
+			_ = tx.Respond(res)
+		}
+		return false
+	}
+	normalizeParams(req)
+	if lowerMethod(req) {
+		// sipgo upper-cases the request-line method; the CSeq keeps it
+		// as sent. Methods are case-sensitive (RFC 3261 §7.1): this is a
+		// method we do not know.
+		if !req.IsAck() {
+			_ = s.respond(req, tx, 501, reasonPhrase(501), sipmsg.NewHeader("Allow", allowed))
+		}
+		return false
+	}
+	if !valid(req) {
+		if !req.IsAck() {
+			_ = s.respond(req, tx, 400, "Bad Request")
+		}
+		return false
+	}
+	return true
+}
+
+// serveInvite is the goroutine of an INVITE that came in over UDP, with
+// our transaction (udpReader.takeInvite counted it in bg): guard's
+// checks, the handler, then sipgo's TerminateGracefully. A call runs on
+// it to its end, waiting in call.run right above this frame: a shallow
+// stack, which the GC shrinks to 4 KiB while the call rings.
+func (s *Server) serveInvite(req *sipmsg.Request, tx *inviteServerTx) {
+	defer s.bg.done()
+	if s.admit(req, tx) {
+		s.onInvite(req, tx)
+	}
+	tx.handlerDone()
 }
 
 // onInvite handles a new call, or a re-INVITE inside a dialog. sipgo
 // requires the handler not to return before the final response is sent:
-// when it returns sipgo ends the transaction.
+// when it returns sipgo ends the transaction. A call runs here, from a
+// frame of a few bytes, and acceptInvite's big one is gone while it rings.
 func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	c, done := s.acceptInvite(req, tx)
+	if c != nil {
+		c.run()
+		c.cleanup()
+	}
+	if done != nil {
+		done()
+	}
+}
+
+// acceptInvite does all of an INVITE but run its call: the call to run,
+// if one starts, and what ends its setup (setupTable) once it has run.
+func (s *Server) acceptInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) (started *call, setupDone func()) {
 	// sipgo drops an INVITE's transaction at its 2xx (Timer L is 0, see
 	// linger), so a retransmission of it can get here. It is absorbed, as
 	// in RFC 6026's Accepted state: the 2xx goes out again from awaitACK.
@@ -110,7 +145,11 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		_ = s.respond(req, tx, code, reasonPhrase(code), hdrs...)
 		return
 	}
-	defer done()
+	defer func() {
+		if started == nil {
+			done()
+		}
+	}()
 	// The user part may carry escapes: sip:%36%30%30@ is sip:600@ (RFC 3261
 	// §19.1.4); routing, the CDR and the API see it unescaped.
 	req.Recipient.User = unescapeUser(req.Recipient.User)
@@ -178,11 +217,15 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		reject(404, "no group or user has this number")
 		return
 	}
-	s.startCall(cfg, g, req, tx, tag, user, s.log.WithLazy(zap.String("call_id", callID), zap.String("group", g.Name)))
+	if c := s.startCall(cfg, g, req, tx, tag, user, s.log.WithLazy(zap.String("call_id", callID), zap.String("group", g.Name))); c != nil {
+		return c, done
+	}
+	return nil, nil
 }
 
-// startCall runs one call to its end.
-func (s *Server) startCall(cfg *config.Config, g *config.Group, req *sipmsg.Request, tx sipmsg.ServerTransaction, tag, user string, log *zap.Logger) {
+// startCall sets up one call for its goroutine to run (nil if it was
+// refused here).
+func (s *Server) startCall(cfg *config.Config, g *config.Group, req *sipmsg.Request, tx sipmsg.ServerTransaction, tag, user string, log *zap.Logger) *call {
 	c := &call{s: s, log: log, cfg: cfg, group: g, start: time.Now(), legs: map[routing.LegID]*uac{}}
 	c.a = newUAS(c, req, tx, tag)
 	if s.pool != nil {
@@ -190,7 +233,7 @@ func (s *Server) startCall(cfg *config.Config, g *config.Group, req *sipmsg.Requ
 		if code != 0 {
 			_ = s.respond(req, tx, code, reasonPhrase(code))
 			s.writeRejected(req, code, user)
-			return
+			return nil
 		}
 		c.m = m
 	}
@@ -227,8 +270,7 @@ func (s *Server) startCall(cfg *config.Config, g *config.Group, req *sipmsg.Requ
 	// The INVITE's own goroutine runs the call to its end (sipgo needs it
 	// blocked until the final response anyway); Close waits for it, as
 	// guard counts it.
-	c.run()
-	c.cleanup()
+	return c
 }
 
 // allowSource applies limits.requests_per_source to sources that are not

@@ -105,6 +105,7 @@ type Server struct {
 
 	dialogs dialogTable
 	members members
+	itx     inviteTxs // our transactions of the INVITEs read over UDP
 	setups  setupTable
 	// What is left of transactions sipgo no longer keeps (see linger):
 	// recent has the Call-IDs of legs that ended, for stray 2xx; invites
@@ -549,6 +550,7 @@ func (s *Server) Close() error {
 	case <-time.After(3 * time.Second):
 		s.log.Warn("sip: goroutines still busy at close")
 	}
+	s.itx.close()
 	for _, c := range s.closers {
 		_ = c()
 	}

@@ -67,12 +67,105 @@ func (u *udpReader) ReadFrom(b []byte) (int, net.Addr, error) {
 
 var statusLinePrefix = []byte("SIP/2.0 ")
 
+var (
+	invitePrefix = []byte("INVITE ")
+	cancelPrefix = []byte("CANCEL ")
+	ackPrefix    = []byte("ACK ")
+)
+
 // take delivers data to its leg's call if it is a response to a leg's
-// INVITE or CANCEL, and reports whether it did.
+// INVITE or CANCEL, or to our INVITE server transactions if it is an
+// INVITE, or a CANCEL or ACK of one of theirs, and reports whether it did.
 func (u *udpReader) take(data []byte, from netip.AddrPort) bool {
-	if !bytes.HasPrefix(data, statusLinePrefix) {
+	switch {
+	case bytes.HasPrefix(data, statusLinePrefix):
+		return u.takeResponse(data, from)
+	case bytes.HasPrefix(data, invitePrefix):
+		return u.takeInvite(data, from)
+	case bytes.HasPrefix(data, cancelPrefix), bytes.HasPrefix(data, ackPrefix):
+		return u.takeCancelOrAck(data, from)
+	}
+	return false
+}
+
+// takeInvite starts the transaction of a new INVITE and its handler on a
+// goroutine of its own (serveInvite), or answers a retransmission from
+// the transaction. An INVITE without an RFC 3261 branch is sipgo's.
+func (u *udpReader) takeInvite(data []byte, from netip.AddrPort) bool {
+	req := u.parseRequest(data, from)
+	if req == nil || req.Method != sipmsg.INVITE {
 		return false
 	}
+	branch, sentBy, ok := inviteKey(req)
+	if !ok || req.CSeq().MethodName != sipmsg.INVITE {
+		return false
+	}
+	tx, existing := u.s.itx.begin(u.UDPConn, req, branch, sentBy, unmapped(from))
+	if existing {
+		if tx.sentBy != sentBy {
+			return false // another sender's branch: sipgo keeps it apart
+		}
+		tx.retransmitted()
+		return true
+	}
+	if !u.s.bg.add() {
+		tx.Terminate() // closing: dropped
+		return true
+	}
+	go u.s.serveInvite(req, tx)
+	return true
+}
+
+// takeCancelOrAck hands a CANCEL, or the ACK of a failure, to the INVITE
+// transaction it names. What names none is sipgo's, and most of it (the
+// ACK of every 2xx) is told apart by its branch without a parse.
+func (u *udpReader) takeCancelOrAck(data []byte, from netip.AddrPort) bool {
+	if b := requestBranch(data); b != nil && !u.s.itx.has(b) {
+		return false
+	}
+	req := u.parseRequest(data, from)
+	if req == nil || req.Method != sipmsg.CANCEL && req.Method != sipmsg.ACK {
+		return false
+	}
+	branch, sentBy, ok := inviteKey(req)
+	if !ok {
+		return false
+	}
+	tx := u.s.itx.match(branch, sentBy)
+	if tx == nil {
+		return false
+	}
+	if req.IsCancel() {
+		answerCancel(u.UDPConn, req, unmapped(from))
+		tx.cancel(req)
+	} else {
+		tx.acked()
+	}
+	return true
+}
+
+// parseRequest parses a request and marks it as sipgo's UDP transport
+// does; nil if it does not parse.
+func (u *udpReader) parseRequest(data []byte, from netip.AddrPort) *sipmsg.Request {
+	msg, err := u.parser.ParseSIP(data)
+	if err != nil {
+		return nil // sipgo parses it again, logs it and drops it
+	}
+	req, ok := msg.(*sipmsg.Request)
+	if !ok {
+		return nil
+	}
+	req.SetTransport("UDP")
+	req.SetSource(unmapped(from).String())
+	return req
+}
+
+func unmapped(a netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+}
+
+// takeResponse delivers a response to a leg's INVITE or CANCEL to its call.
+func (u *udpReader) takeResponse(data []byte, from netip.AddrPort) bool {
 	if code, b := provisionalBranch(data); b != nil {
 		if l := u.s.members.byBranch(b); l != nil {
 			res := u.trying
@@ -99,7 +192,7 @@ func (u *udpReader) take(data []byte, from netip.AddrPort) bool {
 	}
 	// As sipgo's UDP transport marks what it reads.
 	res.SetTransport("UDP")
-	res.SetSource(netip.AddrPortFrom(from.Addr().Unmap(), from.Port()).String())
+	res.SetSource(unmapped(from).String())
 	if !l.c.deliver(l, res) {
 		// Its call has just ended. A stray may be ACKed and BYEd, which
 		// must not hold up the read loop.
@@ -183,6 +276,50 @@ func provisionalBranch(data []byte) (int, []byte) {
 		return 0, nil
 	}
 	return code, branch
+}
+
+// requestBranch is the top Via's branch of a request, read off the
+// datagram as provisionalBranch reads a response's; nil when anything
+// about the headers before it is unusual, and the full parse decides.
+func requestBranch(data []byte) []byte {
+	i := bytes.Index(data, crlf)
+	if i < 0 {
+		return nil
+	}
+	rest := data[i+2:]
+	for {
+		i := bytes.Index(rest, crlf)
+		if i <= 0 {
+			return nil // no end of the line, or the headers end with no Via
+		}
+		line := rest[:i]
+		rest = rest[i+2:]
+		if line[0] == ' ' || line[0] == '\t' {
+			return nil
+		}
+		c := bytes.IndexByte(line, ':')
+		if c < 0 {
+			return nil
+		}
+		name := bytes.TrimSpace(line[:c])
+		if !bytes.EqualFold(name, []byte("via")) && !bytes.EqualFold(name, []byte("v")) {
+			continue
+		}
+		if len(rest) > 0 && (rest[0] == ' ' || rest[0] == '\t') {
+			return nil // the Via goes on in a folded line
+		}
+		value := bytes.TrimSpace(line[c+1:])
+		if j := bytes.IndexByte(value, ','); j >= 0 {
+			value = value[:j]
+		}
+		if !bytes.HasPrefix(value, []byte("SIP/2.0/UDP ")) {
+			return nil
+		}
+		if b := branchParam(value); bytes.HasPrefix(b, []byte("z9hG4bK")) {
+			return b
+		}
+		return nil
+	}
 }
 
 // branchParam is the branch parameter of one Via value, nil for none. It

@@ -213,3 +213,43 @@ func FuzzProvisionalBranch(f *testing.F) {
 		}
 	})
 }
+
+func TestRequestBranch(t *testing.T) {
+	const rest = "\r\nFrom: <sip:a@b>;tag=1\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n"
+	tests := []struct{ name, data, want string }{
+		{"ours", "CANCEL sip:600@h SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bK-c1;rport" + rest, "z9hG4bK-c1"},
+		{"compact, after other headers", "ACK sip:600@h SIP/2.0\r\nMax-Forwards: 70\r\nv: SIP/2.0/UDP a;branch=z9hG4bK-c2, SIP/2.0/UDP b;branch=z9hG4bK-x" + rest, "z9hG4bK-c2"},
+		{"top Via only", "ACK sip:600@h SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK-top\r\nVia: SIP/2.0/UDP b;branch=z9hG4bK-second" + rest, "z9hG4bK-top"},
+		{"folded Via", "ACK sip:600@h SIP/2.0\r\nVia: SIP/2.0/UDP a\r\n ;branch=z9hG4bK-f" + rest, ""},
+		{"folded line before it", "ACK sip:600@h SIP/2.0\r\nFrom: <sip:a@b>\r\n ;tag=1\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK-f" + rest, ""},
+		{"TCP", "ACK sip:600@h SIP/2.0\r\nVia: SIP/2.0/TCP a;branch=z9hG4bK-t" + rest, ""},
+		{"RFC 2543 branch", "ACK sip:600@h SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=1234" + rest, ""},
+		{"no Via", "ACK sip:600@h SIP/2.0" + rest, ""},
+	}
+	for _, tt := range tests {
+		if got := string(requestBranch([]byte(tt.data))); got != tt.want {
+			t.Errorf("%s: requestBranch = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+// FuzzRequestBranch: where the scanner reads a request's branch, the
+// parser reads the same one, or none. A disagreement would send a CANCEL
+// for one of our INVITEs to sipgo, which knows no such transaction.
+func FuzzRequestBranch(f *testing.F) {
+	f.Add([]byte("CANCEL sip:600@h SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bK-c1\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n"))
+	f.Add([]byte("ACK sip:600@h SIP/2.0\r\nv: SIP/2.0/UDP a;branch=z9hG4bK-c2, SIP/2.0/UDP b\r\ncseq: 1 ACK\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		b := requestBranch(data)
+		if b == nil {
+			return
+		}
+		msg, err := sipmsg.NewParser().ParseSIP(data)
+		if err != nil {
+			return
+		}
+		if got := viaBranch(msg); got != "" && got != string(b) {
+			t.Fatalf("requestBranch read branch %q of %q, the parser %q", b, data, got)
+		}
+	})
+}
