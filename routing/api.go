@@ -69,6 +69,11 @@ type Setup struct {
 	// order, on the goroutine that runs Start and Step. `ringroute
 	// explain` prints it; it must not call back into the Call.
 	Trace func(TraceEvent)
+	// Wake, when set, is the channel Post signals (capacity 1), in place
+	// of one of the runner's own: a driver that waits on more than the
+	// runner passes the channel it already waits on, and one wake-up then
+	// stands for everything the call has to look at.
+	Wake chan struct{}
 }
 
 // TraceEvent is one decision of a call, for Setup.Trace.

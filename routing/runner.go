@@ -54,12 +54,16 @@ func NewRunner(s Setup, clk Clock, ex Executor, log *zap.Logger) *Runner {
 	if s.Group != nil {
 		group = s.Group.Name
 	}
+	notify := s.Wake
+	if notify == nil {
+		notify = make(chan struct{}, 1)
+	}
 	return &Runner{
 		setup:  s,
 		clk:    clk,
 		ex:     ex,
 		log:    log.WithLazy(zap.String("call_id", s.CallID), zap.String("group", group)),
-		notify: make(chan struct{}, 1),
+		notify: notify,
 		done:   make(chan struct{}),
 	}
 }

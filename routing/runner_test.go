@@ -456,3 +456,49 @@ func TestRunnerKeptTimer(t *testing.T) {
 		}
 	})
 }
+
+// A driver that passes its own channel as Setup.Wake is woken on it, and
+// on it alone, for every event Post queues: the same call as with the
+// runner's channel. If Post signalled another channel this driver would
+// never wake, and the bubble would deadlock.
+func TestRunnerSetupWake(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sip := &fakeSIP{answerAfter: map[string]time.Duration{"sip:b@x": 2 * time.Second}, talk: 3 * time.Second}
+		g := testGroup("linear", 30*time.Second, "sip:a@x", "sip:b@x")
+		clk := &bubbleClock{}
+		sip.start = time.Now()
+		s := testSetup(g)
+		s.Wake = make(chan struct{}, 1)
+		r := NewRunner(s, clk, sip, nil)
+		sip.r = r
+		if r.Wake() != s.Wake {
+			t.Fatal("Wake is not Setup.Wake")
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			r.KeepTimer()
+			r.Begin()
+			for r.Turn() {
+				var tick <-chan time.Time
+				if at, ok := r.Deadline(); ok {
+					tick = time.After(time.Until(at))
+				}
+				select {
+				case <-s.Wake:
+				case <-tick:
+					r.Tick()
+				}
+			}
+			r.End()
+		}()
+		<-done
+		checkLines(t, sip.lines(), `
+0s    StartLeg leg1 sip:a@x (support uri:sip:a@x)
+5s    CancelLeg leg1 ring timeout
+6s    StartLeg leg2 sip:b@x (support uri:sip:b@x)
+8s    AnswerCaller leg2
+11s   HangUpLeg leg2
+11s   Finish answered 200`)
+	})
+}

@@ -2,6 +2,7 @@ package sip
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
@@ -47,13 +48,21 @@ type call struct {
 	inboxMu   sync.Mutex
 	inbox     []legResponse
 	inboxDone bool
-	inboxWake chan struct{} // capacity 1: "the inbox has something"
-	spare     []legResponse // run's goroutine only: the inbox's other buffer
+	// inboxWake (capacity 1) wakes run for everything but a leg that
+	// dialled and the timer: the inbox, the runner's events (it is the
+	// runner's Setup.Wake), the caller's transaction ending
+	// (callerEnded) and the server closing (Abort posts to every call).
+	// One channel, so that a ringing call blocks on three cases, not six:
+	// a blocked select holds a sudog per channel.
+	inboxWake   chan struct{}
+	callerEnded atomic.Bool
+	spare       []legResponse // run's goroutine only: the inbox's other buffer
 
 	// run's goroutine only.
 	ready   chan *uac // a leg whose INVITE went out from a goroutine of its own
 	dialing int       // legs yet to come back through ready
 	aborted bool      // the server's closing was seen
+	gone    bool      // callerEnded was seen
 	waits   []*uac    // the legs whose transaction the last wait ran, kept so that waiting allocates nothing
 	alarm   *time.Timer
 	alarmAt time.Time // what alarm is set to; zero once it fired

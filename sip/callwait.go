@@ -27,7 +27,20 @@ func (c *call) run() {
 	for r.Turn() {
 		w := c.wait(kept)
 		switch w.what {
-		case wokeRunner: // the next Turn takes the events
+		case wokeUp:
+			// Anything of inboxWake's; the next Turn takes the runner's
+			// events.
+			if c.callerEnded.Load() && !c.gone {
+				// The caller's transaction ended. Without a final
+				// response (a transport error) the caller is gone.
+				c.gone = true
+				c.a.gone()
+			}
+			q := c.takeInbox()
+			for i, r := range q {
+				c.onLegResponse(r.leg, r.res)
+				q[i] = legResponse{} // the buffer is reused: keep no message alive
+			}
 		case wokeClosing:
 			c.aborted = true
 			for _, l := range c.waits {
@@ -36,10 +49,6 @@ func (c *call) run() {
 			// Close posts this too, a moment later; routing must not
 			// hunt on in between (start refuses new legs meanwhile).
 			c.post(routing.Shutdown{})
-		case wokeCallerGone:
-			// The caller's transaction died without a final response
-			// (transport error): the caller is gone.
-			c.a.gone()
 		case wokeDialed:
 			c.dialing--
 			err := w.leg.dialErr
@@ -47,12 +56,6 @@ func (c *call) run() {
 				err = errClosing
 			}
 			w.leg.sent(err)
-		case wokeResponses:
-			q := c.takeInbox()
-			for i, r := range q {
-				c.onLegResponse(r.leg, r.res)
-				q[i] = legResponse{} // the buffer is reused: keep no message alive
-			}
 		case wokeTimer:
 			c.alarmAt = time.Time{}
 			now := time.Now()
@@ -102,11 +105,9 @@ var errClosing = errors.New("server closing")
 type woke int
 
 const (
-	wokeRunner woke = iota
+	wokeUp woke = iota // inboxWake
 	wokeClosing
-	wokeCallerGone
 	wokeDialed
-	wokeResponses
 	wokeTimer
 )
 
@@ -116,17 +117,10 @@ type wakeup struct {
 }
 
 // wait blocks until something of the call's is ready; kept: the runner's
-// next deadline is on the call's timer too. Channels that do not
-// apply are nil, which a select never chooses.
+// next deadline is on the call's timer too. ready is nil unless a leg
+// dials, and a select never chooses a nil channel.
 func (c *call) wait(kept bool) wakeup {
-	var closing, callerDone <-chan struct{}
 	var ready chan *uac
-	if !c.aborted {
-		closing = c.s.closing
-	}
-	if !c.a.hasFinal() {
-		callerDone = c.a.tx.Done()
-	}
 	if c.dialing > 0 {
 		ready = c.ready
 	}
@@ -141,6 +135,15 @@ func (c *call) wait(kept bool) wakeup {
 			next = at
 		}
 	}
+	if !c.aborted {
+		// Checked, not waited on: Close posts to every call once it has
+		// closed closing, and that wakes the call on inboxWake.
+		select {
+		case <-c.s.closing:
+			return wakeup{what: wokeClosing}
+		default:
+		}
+	}
 	if kept {
 		if at, ok := c.runner.Deadline(); ok && (next.IsZero() || at.Before(next)) {
 			next = at
@@ -151,18 +154,21 @@ func (c *call) wait(kept bool) wakeup {
 		tick = c.alarmFor(next)
 	}
 	select {
-	case <-c.runner.Wake():
-		return wakeup{what: wokeRunner}
-	case <-closing:
-		return wakeup{what: wokeClosing}
-	case <-callerDone:
-		return wakeup{what: wokeCallerGone}
+	case <-c.inboxWake:
+		return wakeup{what: wokeUp}
 	case l := <-ready:
 		return wakeup{what: wokeDialed, leg: l}
-	case <-c.inboxWake:
-		return wakeup{what: wokeResponses}
 	case <-tick:
 		return wakeup{what: wokeTimer}
+	}
+}
+
+// callerEnd: the caller's INVITE transaction ended (OnTerminate).
+func (c *call) callerEnd() {
+	c.callerEnded.Store(true)
+	select {
+	case c.inboxWake <- struct{}{}:
+	default:
 	}
 }
 

@@ -239,6 +239,7 @@ func (s *Server) startCall(cfg *config.Config, g *config.Group, req *sipmsg.Requ
 	}
 	party := s.identity(req, user)
 	c.party = party
+	c.inboxWake = make(chan struct{}, 1)
 	c.runner = routing.NewRunner(routing.Setup{
 		CallID:    c.a.callID,
 		Config:    cfg,
@@ -249,6 +250,7 @@ func (s *Server) startCall(cfg *config.Config, g *config.Group, req *sipmsg.Requ
 		State:     s.state,
 		Trace:     c.trace,
 		Rand:      s.newRand(),
+		Wake:      c.inboxWake,
 	}, s.clock, c, s.log) // the runner adds call_id and group itself
 	s.dialogs.add(c.a.callID, tag, dialogRef{call: c})
 	// The transaction may outlive the call (see linger); held weakly,
@@ -262,11 +264,18 @@ func (s *Server) startCall(cfg *config.Config, g *config.Group, req *sipmsg.Requ
 		// The CANCEL beat us to it.
 		c.a.onCancel()
 	}
+	wc := weak.Make(c)
+	if !tx.OnTerminate(func(string, error) {
+		if c := wc.Value(); c != nil {
+			c.callerEnd()
+		}
+	}) {
+		c.callerEnded.Store(true)
+	}
 	s.calls.Add(1)
 	s.live.calls.Add(1)
 	s.active.Store(c, struct{}{})
 	c.ready = make(chan *uac)
-	c.inboxWake = make(chan struct{}, 1)
 	// The INVITE's own goroutine runs the call to its end (sipgo needs it
 	// blocked until the final response anyway); Close waits for it, as
 	// guard counts it.
