@@ -91,7 +91,7 @@ const maxRedirects = 3
 
 // Start begins a call at now: it enters s.Group and returns the first actions.
 func Start(now time.Time, s Setup) (*Call, []Action) {
-	c := &Call{s: s, rand: s.Rand, now: now, at: now, noted: make(map[string]bool), held: make(map[string]int)}
+	c := &Call{s: s, rand: s.Rand, now: now, at: now}
 	if c.rand == nil {
 		// A fixed seed, as Setup documents: random strategies stay
 		// reproducible without reaching for the global source.
@@ -223,6 +223,9 @@ func (c *Call) hold(id string) {
 	if id == "" {
 		return
 	}
+	if c.held == nil {
+		c.held = make(map[string]int) // made at the first hold, as noted at the first note
+	}
 	c.held[id]++
 	if c.held[id] == 1 {
 		c.s.State.use(id, 1)
@@ -264,6 +267,9 @@ func (c *Call) leg(id LegID) *leg {
 func (c *Call) note(msg string) {
 	if c.noted[msg] {
 		return
+	}
+	if c.noted == nil {
+		c.noted = make(map[string]bool)
 	}
 	c.noted[msg] = true
 	c.rec.Notes = append(c.rec.Notes, msg)

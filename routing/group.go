@@ -848,7 +848,7 @@ func (c *Call) fallbackFailed(code int) {
 // and noted, not an error (SPEC "Registrar": a user with no contact is
 // skipped).
 func (c *Call) resolve(g *groupRun) ([]member, int) {
-	var out []member
+	out := make([]member, 0, len(g.g.Members))
 	inUse := 0
 	skip := func(key, why string) {
 		c.note(fmt.Sprintf("group %s: %s skipped: %s", g.g.Name, key, why))

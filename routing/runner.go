@@ -23,7 +23,11 @@ type Runner struct {
 	setup Setup
 	clk   Clock
 	ex    Executor
+	// log is the server's; every entry gets the call's call_id and group
+	// as it is written (ids), not from a child logger of the call's own,
+	// which would cost every call an allocation or two to keep.
 	log   *zap.Logger
+	group string
 
 	mu      sync.Mutex
 	queue   []Event
@@ -62,7 +66,8 @@ func NewRunner(s Setup, clk Clock, ex Executor, log *zap.Logger) *Runner {
 		setup:  s,
 		clk:    clk,
 		ex:     ex,
-		log:    log.WithLazy(zap.String("call_id", s.CallID), zap.String("group", group)),
+		log:    log,
+		group:  group,
 		notify: notify,
 		done:   make(chan struct{}),
 	}
@@ -236,12 +241,19 @@ func (r *Runner) execute(acts []Action) {
 // debug logs one event or action; formatting is skipped unless debug is on.
 func (r *Runner) debug(what string, v any) {
 	if ce := r.log.Check(zapcore.DebugLevel, what); ce != nil {
-		ce.Write(zap.String("type", fmt.Sprintf("%T", v)), zap.String(what, fmt.Sprintf("%+v", v)))
+		ce.Write(r.ids(zap.String("type", fmt.Sprintf("%T", v)), zap.String(what, fmt.Sprintf("%+v", v)))...)
 	}
+}
+
+// ids puts the call's call_id and group before fields.
+func (r *Runner) ids(fields ...zap.Field) []zap.Field {
+	return append([]zap.Field{zap.String("call_id", r.setup.CallID), zap.String("group", r.group)}, fields...)
 }
 
 func (r *Runner) logFinish(rec Record) {
 	fields := []zap.Field{
+		zap.String("call_id", r.setup.CallID),
+		zap.String("group", r.group),
 		zap.String("outcome", rec.Outcome),
 		zap.Int("code", rec.Code),
 		zap.Duration("duration", rec.End.Sub(rec.Start)),

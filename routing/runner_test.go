@@ -317,8 +317,8 @@ func TestRunnerPostBeforeAndAfter(t *testing.T) {
 }
 
 // Events from many goroutines at once all arrive (the queue never drops),
-// each is logged at debug, and the call is logged once at info with its
-// call_id, group and outcome.
+// each is logged at debug with the call's call_id and group, and the call
+// is logged once at info with its call_id, group and outcome.
 func TestRunnerConcurrentPostsAndLogs(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		core, logs := observer.New(zapcore.DebugLevel)
@@ -342,7 +342,8 @@ func TestRunnerConcurrentPostsAndLogs(t *testing.T) {
 		<-r.Done()
 		clk.check(t)
 
-		events := logs.FilterMessage("event").FilterField(zap.String("type", "routing.LegRinging")).Len()
+		events := logs.FilterMessage("event").FilterField(zap.String("type", "routing.LegRinging")).
+			FilterField(zap.String("call_id", "runner-1@test")).FilterField(zap.String("group", "support")).Len()
 		if events != n {
 			t.Errorf("%d LegRinging events logged, want %d", events, n)
 		}

@@ -378,14 +378,19 @@ func (tx *inviteServerTx) endLocked(err error) {
 	}
 }
 
-// writeKept sends res and returns it as sent, in last's memory.
+// writeKept sends res and returns it as sent, in last's memory when it
+// fits, else in a copy of its own size: a ringing call keeps its 180 for
+// as long as it rings.
 func (tx *inviteServerTx) writeKept(res *sipmsg.Response) ([]byte, error) {
-	buf := tx.last[:0]
-	if buf == nil {
-		buf = make([]byte, 0, 512)
-	}
-	return tx.writeInto(res, buf)
+	b := wireBufs.Get().(*bytes.Buffer)
+	defer wireBufs.Put(b)
+	b.Reset()
+	res.StringWrite(b)
+	_, err := tx.w.WriteToUDPAddrPort(b.Bytes(), tx.dst)
+	return append(tx.last[:0], b.Bytes()...), err
 }
+
+var wireBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 func (tx *inviteServerTx) writeInto(res *sipmsg.Response, buf []byte) ([]byte, error) {
 	b := bytes.NewBuffer(buf)
