@@ -117,6 +117,11 @@ func (c *call) relay(src, dst *dialog, req *sipmsg.Request, tx sipmsg.ServerTran
 			c.reinviting = false
 			c.mu.Unlock()
 		}()
+		// The other side may take its time (a phone asking its user):
+		// 100 now, so the sender stops retransmitting (RFC 3261 §17.2.1).
+		// sipgo's transaction sent one after 200 ms by itself; ours
+		// (inviteServerTx) leaves it to us.
+		_ = s.respond(req, tx, 100, "Trying")
 	}
 	body := req.Body()
 	if c.m != nil {

@@ -373,6 +373,12 @@ Content-Type: application/sdp
 	if re.CSeq().SeqNo <= inv.CSeq().SeqNo {
 		t.Errorf("re-INVITE CSeq %d not above the INVITE's %d", re.CSeq().SeqNo, inv.CSeq().SeqNo)
 	}
+	// While the other side decides, the re-INVITE has its 100 (RFC 3261
+	// §17.2.1), so its sender stops retransmitting it.
+	caller.next("100 for the re-INVITE", func(x sipmsg.Message) bool {
+		r, ok := x.(*sipmsg.Response)
+		return ok && r.StatusCode == 100 && r.CSeq().SeqNo == 3
+	}, wait)
 	held := strings.Replace(sdp, "m=audio 4000 RTP/AVP 0\r\n", "m=audio 4000 RTP/AVP 0\r\na=recvonly\r\n", 1)
 	m.reply(re, 200, "", held)
 	m.request(sipmsg.ACK, wait)
