@@ -422,26 +422,7 @@ func TestRunnerKeptTimer(t *testing.T) {
 		sip.start = time.Now()
 		r := NewRunner(testSetup(g), clk, sip, nil)
 		sip.r = r
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			r.KeepTimer()
-			r.Begin()
-			r.Tick() // early: nothing is due at 0s
-			for r.Turn() {
-				var tick <-chan time.Time
-				if at, ok := r.Deadline(); ok {
-					tick = time.After(time.Until(at))
-				}
-				select {
-				case <-r.Wake():
-				case <-tick:
-					r.Tick()
-				}
-			}
-			r.End()
-		}()
-		<-done
+		driveKept(r, r.Wake(), true)
 		checkLines(t, sip.lines(), `
 0s    StartLeg leg1 sip:a@x (support uri:sip:a@x)
 5s    CancelLeg leg1 ring timeout
@@ -475,25 +456,7 @@ func TestRunnerSetupWake(t *testing.T) {
 		if r.Wake() != s.Wake {
 			t.Fatal("Wake is not Setup.Wake")
 		}
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			r.KeepTimer()
-			r.Begin()
-			for r.Turn() {
-				var tick <-chan time.Time
-				if at, ok := r.Deadline(); ok {
-					tick = time.After(time.Until(at))
-				}
-				select {
-				case <-s.Wake:
-				case <-tick:
-					r.Tick()
-				}
-			}
-			r.End()
-		}()
-		<-done
+		driveKept(r, s.Wake, false)
 		checkLines(t, sip.lines(), `
 0s    StartLeg leg1 sip:a@x (support uri:sip:a@x)
 5s    CancelLeg leg1 ring timeout
@@ -502,4 +465,27 @@ func TestRunnerSetupWake(t *testing.T) {
 11s   HangUpLeg leg2
 11s   Finish answered 200`)
 	})
+}
+
+// driveKept runs r to its end as sip's call goroutine does: it keeps the
+// runner's deadline on a timer of its own and wakes on wake for events;
+// early: one Tick before anything is due, which must change nothing.
+func driveKept(r *Runner, wake <-chan struct{}, early bool) {
+	r.KeepTimer()
+	r.Begin()
+	if early {
+		r.Tick()
+	}
+	for r.Turn() {
+		var tick <-chan time.Time
+		if at, ok := r.Deadline(); ok {
+			tick = time.After(time.Until(at))
+		}
+		select {
+		case <-wake:
+		case <-tick:
+			r.Tick()
+		}
+	}
+	r.End()
 }

@@ -1,7 +1,6 @@
 package sip
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -208,10 +207,7 @@ func (s *Server) writeResponse(res *sipmsg.Response) error {
 	if err != nil {
 		return fmt.Errorf("response destination %q: %w", res.Destination(), err)
 	}
-	var b bytes.Buffer
-	res.StringWrite(&b)
-	_, err = s.udpConn.WriteToUDPAddrPort(b.Bytes(), to)
-	return err
+	return sendUDP(s.udpConn, res, to, nil)
 }
 
 // setupTable holds the INVITEs being set up, by Call-ID and From tag, with

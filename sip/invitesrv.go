@@ -158,7 +158,7 @@ func (tx *inviteServerTx) Origin() *sipmsg.Request { return tx.origin }
 // Respond sends res, as sipgo's transaction would in its state.
 func (tx *inviteServerTx) Respond(res *sipmsg.Response) error {
 	if res.IsCancel() {
-		return tx.write(res, nil)
+		return sendUDP(tx.w, res, tx.dst, nil)
 	}
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
@@ -180,9 +180,8 @@ func (tx *inviteServerTx) Respond(res *sipmsg.Response) error {
 		}
 	case res.IsSuccess():
 		tx.final = true
-		buf := tx.last[:0]
 		tx.last = nil
-		if _, err := tx.writeInto(res, buf); err != nil {
+		if err := sendUDP(tx.w, res, tx.dst, nil); err != nil {
 			tx.failed(err)
 			return tx.err
 		}
@@ -264,13 +263,10 @@ func (tx *inviteServerTx) cancel(req *sipmsg.Request) {
 	tx.sendCancelled()
 }
 
-// sendCancelled sends the 487 a CANCEL asked for.
+// sendCancelled sends the 487 a CANCEL asked for (cancel has set err).
 func (tx *inviteServerTx) sendCancelled() {
 	tx.owed = false
 	tx.sendFailure(sipmsg.NewResponseFromRequest(tx.origin, 487, "Request Terminated", nil))
-	if tx.err == nil || tx.err == sipmsg.ErrTransactionCanceled {
-		tx.err = sipmsg.ErrTransactionCanceled
-	}
 }
 
 // acked: the ACK of our failure came (Completed → Confirmed). Its
@@ -381,34 +377,29 @@ func (tx *inviteServerTx) endLocked(err error) {
 // writeKept sends res and returns it as sent, in last's memory when it
 // fits, else in a copy of its own size: a ringing call keeps its 180 for
 // as long as it rings.
-func (tx *inviteServerTx) writeKept(res *sipmsg.Response) ([]byte, error) {
-	b := wireBufs.Get().(*bytes.Buffer)
-	defer wireBufs.Put(b)
-	b.Reset()
-	res.StringWrite(b)
-	_, err := tx.w.WriteToUDPAddrPort(b.Bytes(), tx.dst)
-	return append(tx.last[:0], b.Bytes()...), err
+func (tx *inviteServerTx) writeKept(res *sipmsg.Response) (kept []byte, err error) {
+	err = sendUDP(tx.w, res, tx.dst, func(b []byte) { kept = append(tx.last[:0], b...) })
+	return kept, err
 }
 
 var wireBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-func (tx *inviteServerTx) writeInto(res *sipmsg.Response, buf []byte) ([]byte, error) {
-	b := bytes.NewBuffer(buf)
-	res.StringWrite(b)
-	_, err := tx.w.WriteToUDPAddrPort(b.Bytes(), tx.dst)
-	return b.Bytes(), err
-}
-
-// write sends res on its own (a response to a CANCEL).
-func (tx *inviteServerTx) write(res *sipmsg.Response, buf []byte) error {
-	_, err := tx.writeInto(res, buf)
+// sendUDP writes m to to out of w, serialized in a pooled buffer; keep,
+// if set, sees the bytes before the buffer goes back to the pool.
+func sendUDP(w *net.UDPConn, m sipmsg.Message, to netip.AddrPort, keep func([]byte)) error {
+	b := wireBufs.Get().(*bytes.Buffer)
+	defer wireBufs.Put(b)
+	b.Reset()
+	m.StringWrite(b)
+	if keep != nil {
+		keep(b.Bytes())
+	}
+	_, err := w.WriteToUDPAddrPort(b.Bytes(), to)
 	return err
 }
 
 // answerCancel sends 200 to a CANCEL that matched, before the 487 to the
 // INVITE, as sipgo does: the CANCEL's sender stops retransmitting first.
 func answerCancel(w *net.UDPConn, req *sipmsg.Request, to netip.AddrPort) {
-	var b bytes.Buffer
-	sipmsg.NewResponseFromRequest(req, 200, "OK", nil).StringWrite(&b)
-	_, _ = w.WriteToUDPAddrPort(b.Bytes(), to)
+	_ = sendUDP(w, sipmsg.NewResponseFromRequest(req, 200, "OK", nil), to, nil)
 }

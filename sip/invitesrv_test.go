@@ -187,21 +187,14 @@ func TestInviteServerTx(t *testing.T) {
 // A retransmitted INVITE gets the last provisional again from our
 // transaction, and rings nobody twice (RFC 3261 §17.2.1).
 func TestRetransmittedInviteGets180Again(t *testing.T) {
-	member, caller := newPeer(t, "m1"), newPeer(t, "caller")
-	startServer(t, groupConfig("all", member.uri("m1")), caller, member)
-	cid := caller.invite("600")
-	inv := member.request(sipmsg.INVITE, wait)
-	member.reply(inv, 180, "m1tag", "")
-	first := caller.response(180, wait)
+	caller, member, cid, inv, first := ringingCall(t)
 	caller.send(caller.inviteText("600", cid))
 	again := caller.response(180, wait)
 	if tag(again.To()) != tag(first.To()) || viaBranch(again) != viaBranch(first) {
 		t.Errorf("180 again has To tag %q and branch %q, want %q and %q", tag(again.To()), viaBranch(again), tag(first.To()), viaBranch(first))
 	}
 	member.quiet("a second INVITE", isReq(sipmsg.INVITE), 300*time.Millisecond)
-	member.reply(inv, 486, "m1tag", "")
-	member.request(sipmsg.ACK, wait)
-	caller.response(486, wait)
+	refuseRinging(caller, member, inv)
 }
 
 // A failure goes out again until its ACK, from T1 doubling (Timer G), and
@@ -237,12 +230,7 @@ func TestFailureResentUntilAck(t *testing.T) {
 // and nothing of the INVITE's handling or of sipgo is below call.run, so
 // the GC can halve the stack while the call rings (see inviteServerTx).
 func TestRingingCallWaitsOnShallowStack(t *testing.T) {
-	member, caller := newPeer(t, "m1"), newPeer(t, "caller")
-	startServer(t, groupConfig("all", member.uri("m1")), caller, member)
-	caller.invite("600")
-	inv := member.request(sipmsg.INVITE, wait)
-	member.reply(inv, 180, "m1tag", "")
-	caller.response(180, wait)
+	caller, member, _, inv, _ := ringingCall(t)
 
 	buf := make([]byte, 1<<20)
 	var stack string
@@ -269,6 +257,23 @@ func TestRingingCallWaitsOnShallowStack(t *testing.T) {
 	if fmt.Sprint(frames) != fmt.Sprint(want) {
 		t.Errorf("a ringing call waits under %v, want %v\n%s", frames, want, stack)
 	}
+	refuseRinging(caller, member, inv)
+}
+
+// ringingCall is a call from caller to a one-member group whose member
+// rings: its Call-ID, the member's INVITE and the caller's 180.
+func ringingCall(t *testing.T) (caller, member *peer, cid string, inv *sipmsg.Request, ringing *sipmsg.Response) {
+	t.Helper()
+	member, caller = newPeer(t, "m1"), newPeer(t, "caller")
+	startServer(t, groupConfig("all", member.uri("m1")), caller, member)
+	cid = caller.invite("600")
+	inv = member.request(sipmsg.INVITE, wait)
+	member.reply(inv, 180, "m1tag", "")
+	return caller, member, cid, inv, caller.response(180, wait)
+}
+
+// refuseRinging ends a ringing call: the member is busy, and so is the call.
+func refuseRinging(caller, member *peer, inv *sipmsg.Request) {
 	member.reply(inv, 486, "m1tag", "")
 	member.request(sipmsg.ACK, wait)
 	caller.response(486, wait)
