@@ -69,11 +69,13 @@ type Setup struct {
 	// order, on the goroutine that runs Start and Step. `ringroute
 	// explain` prints it; it must not call back into the Call.
 	Trace func(TraceEvent)
-	// Wake, when set, is the channel Post signals (capacity 1), in place
-	// of one of the runner's own: a driver that waits on more than the
-	// runner passes the channel it already waits on, and one wake-up then
-	// stands for everything the call has to look at.
-	Wake chan struct{}
+	// Notify, when set, is called by Post once the event is queued, in
+	// place of signalling the runner's own channel (Wake): a driver that
+	// runs the call only when there is something to do (sip steps a
+	// ringing call on no goroutine of its own) schedules it from here. It
+	// may be called from any goroutine, the one running Turn included, and
+	// must not block or call back into the Runner.
+	Notify func()
 }
 
 // TraceEvent is one decision of a call, for Setup.Trace.

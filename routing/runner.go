@@ -32,7 +32,7 @@ type Runner struct {
 	mu      sync.Mutex
 	queue   []Event
 	stopped bool
-	notify  chan struct{} // capacity 1: "the queue has something"
+	notify  chan struct{} // capacity 1: "the queue has something"; nil with Setup.Notify
 
 	done chan struct{}
 
@@ -58,8 +58,8 @@ func NewRunner(s Setup, clk Clock, ex Executor, log *zap.Logger) *Runner {
 	if s.Group != nil {
 		group = s.Group.Name
 	}
-	notify := s.Wake
-	if notify == nil {
+	var notify chan struct{}
+	if s.Notify == nil {
 		notify = make(chan struct{}, 1)
 	}
 	return &Runner{
@@ -83,6 +83,10 @@ func (r *Runner) Post(ev Event) {
 	}
 	r.queue = append(r.queue, ev)
 	r.mu.Unlock()
+	if f := r.setup.Notify; f != nil {
+		f()
+		return
+	}
 	select {
 	case r.notify <- struct{}{}:
 	default: // a wake-up is already pending; Run drains everything at once
@@ -145,7 +149,8 @@ func (r *Runner) Begin() {
 	r.execute(acts)
 }
 
-// Wake is ready when an event has been posted (or the timer fired).
+// Wake is ready when an event has been posted (or the timer fired). It is
+// nil, and never ready, when Setup.Notify is set.
 func (r *Runner) Wake() <-chan struct{} { return r.notify }
 
 // Turn steps the call through every event queued so far and arms its timer.

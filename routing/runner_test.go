@@ -439,24 +439,30 @@ func TestRunnerKeptTimer(t *testing.T) {
 	})
 }
 
-// A driver that passes its own channel as Setup.Wake is woken on it, and
-// on it alone, for every event Post queues: the same call as with the
-// runner's channel. If Post signalled another channel this driver would
-// never wake, and the bubble would deadlock.
-func TestRunnerSetupWake(t *testing.T) {
+// A driver that sets Setup.Notify is told of every event Post queues, by
+// that call alone, and the call runs as with the runner's channel. If Post
+// signalled the runner's channel instead this driver would never wake, and
+// the bubble would deadlock.
+func TestRunnerSetupNotify(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sip := &fakeSIP{answerAfter: map[string]time.Duration{"sip:b@x": 2 * time.Second}, talk: 3 * time.Second}
 		g := testGroup("linear", 30*time.Second, "sip:a@x", "sip:b@x")
 		clk := &bubbleClock{}
 		sip.start = time.Now()
 		s := testSetup(g)
-		s.Wake = make(chan struct{}, 1)
+		wake := make(chan struct{}, 1)
+		s.Notify = func() {
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+		}
 		r := NewRunner(s, clk, sip, nil)
 		sip.r = r
-		if r.Wake() != s.Wake {
-			t.Fatal("Wake is not Setup.Wake")
+		if r.Wake() != nil {
+			t.Fatal("Wake is a channel of the runner's own with Setup.Notify set")
 		}
-		driveKept(r, s.Wake, false)
+		driveKept(r, wake, false)
 		checkLines(t, sip.lines(), `
 0s    StartLeg leg1 sip:a@x (support uri:sip:a@x)
 5s    CancelLeg leg1 ring timeout

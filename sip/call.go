@@ -41,38 +41,38 @@ type call struct {
 	decisions  decisions
 	reinviting bool // an in-dialog INVITE is being relayed
 
-	// inbox holds the legs' responses (deliver) until run takes them; a
+	// inbox holds the legs' responses (deliver) until a step takes them; a
 	// queue, not a channel, so that UDP's read loop, which delivers most
-	// of them, never waits for the call. inboxDone is set when run
-	// returns, and deliver refuses from then on.
+	// of them, never waits for the call. inboxDone is set when the runner
+	// is done, and deliver refuses from then on. dialed, under the same
+	// lock, holds the legs back from dialling (dialDone).
 	inboxMu   sync.Mutex
 	inbox     []legResponse
 	inboxDone bool
-	// inboxWake (capacity 1) wakes run for everything but a leg that
-	// dialled and the timer: the inbox, the runner's events (it is the
-	// runner's Setup.Wake), the caller's transaction ending
-	// (callerEnded) and the server closing (Abort posts to every call).
-	// One channel, so that a ringing call blocks on three cases, not six:
-	// a blocked select holds a sudog per channel.
-	inboxWake   chan struct{}
+	dialed    []*uac
+	// sched is who steps the call (see kick); callerEnded is set when the
+	// caller's transaction ends, and kicks it.
+	sched       atomic.Int32
 	callerEnded atomic.Bool
-	spare       []legResponse // run's goroutine only: the inbox's other buffer
+	onEnd       func() // run once the call is over, after cleanup
 
-	// run's goroutine only.
-	ready   chan *uac // a leg whose INVITE went out from a goroutine of its own
-	dialing int       // legs yet to come back through ready
-	aborted bool      // the server's closing was seen
-	gone    bool      // callerEnded was seen
-	waits   []*uac    // the legs whose transaction the last wait ran, kept so that waiting allocates nothing
-	alarm   *time.Timer
-	alarmAt time.Time // what alarm is set to; zero once it fired
+	// The call's goroutine only (see begin: whichever steps it).
+	spare   []legResponse // the inbox's other buffer
+	kept    bool          // the runner's deadline is on the call's timer
+	dialing int           // legs yet to come back through dialDone
+	aborted bool          // the server's closing was seen
+	gone    bool          // callerEnded was seen
+	ending  bool          // the runner is done; dialing legs are awaited
+	waits   []*uac        // the legs whose transaction the call runs, kept so that stepping allocates nothing
+	alarm   *time.Timer   // kicks the call at alarmAt
+	alarmAt time.Time     // what alarm is set to; zero once it fired
 }
 
 var _ routing.Executor = (*call)(nil)
 
 // Execute carries out one routing action. It runs on the call's goroutine
-// (run) and must not block: anything that waits on the network runs on a
-// goroutine of its own or is waited for in run.
+// (a step, see begin) and must not block: anything that waits on the
+// network runs on a goroutine of its own and kicks the call when done.
 func (c *call) Execute(act routing.Action) {
 	switch a := act.(type) {
 	case routing.StartLeg:

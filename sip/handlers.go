@@ -86,30 +86,48 @@ func (s *Server) admit(req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
 
 // serveInvite is the goroutine of an INVITE that came in over UDP, with
 // our transaction (udpReader.takeInvite counted it in bg): guard's
-// checks, the handler, then sipgo's TerminateGracefully. A call runs on
-// it to its end, waiting in call.run right above this frame: a shallow
-// stack, which the GC shrinks to 4 KiB while the call rings.
+// checks, then the handler. A call's first step runs here; the goroutine
+// returns once the call has nothing to do (it rings), and sipgo's
+// TerminateGracefully (handlerDone) waits for the call's end.
 func (s *Server) serveInvite(req *sipmsg.Request, tx *inviteServerTx) {
 	defer s.bg.done()
-	if s.admit(req, tx) {
-		s.onInvite(req, tx)
+	if !s.admit(req, tx) {
+		tx.handlerDone()
+		return
 	}
-	tx.handlerDone()
+	s.startInvite(req, tx, tx.handlerDone)
 }
 
-// onInvite handles a new call, or a re-INVITE inside a dialog. sipgo
-// requires the handler not to return before the final response is sent:
-// when it returns sipgo ends the transaction. A call runs here, from a
-// frame of a few bytes, and acceptInvite's big one is gone while it rings.
+// onInvite is sipgo's INVITE handler (TCP, TLS): a new call, or a
+// re-INVITE inside a dialog. sipgo requires the handler not to return
+// before the final response is sent: when it returns sipgo ends the
+// transaction. So it waits here for the call's end.
 func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	ended := make(chan struct{})
+	if s.startInvite(req, tx, func() { close(ended) }) {
+		<-ended
+	}
+}
+
+// startInvite handles an INVITE, and reports whether a call started: it
+// then runs by itself (call.begin), and end runs once it is over.
+// Otherwise the INVITE is done with, end has run, and it reports false.
+func (s *Server) startInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction, end func()) bool {
 	c, done := s.acceptInvite(req, tx)
-	if c != nil {
-		c.run()
-		c.cleanup()
+	if c == nil {
+		if done != nil {
+			done()
+		}
+		end()
+		return false
 	}
-	if done != nil {
+	c.onEnd = func() {
+		s.bg.done() // startCall counted the call
 		done()
+		end()
 	}
+	c.begin()
+	return true
 }
 
 // acceptInvite does all of an INVITE but run its call: the call to run,
@@ -227,10 +245,21 @@ func (s *Server) acceptInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 // refused here).
 func (s *Server) startCall(cfg *config.Config, g *config.Group, req *sipmsg.Request, tx sipmsg.ServerTransaction, tag, user string, log *zap.Logger) *call {
 	c := &call{s: s, log: log, cfg: cfg, group: g, start: time.Now(), legs: map[routing.LegID]*uac{}}
+	// Ours until begin's first step is done: whatever kicks the call
+	// before (a CANCEL that came first, a Post) leaves it to that step.
+	c.sched.Store(schedRunning)
+	// Close waits for the call to end: it runs on no goroutine that bg
+	// counts (see call.begin). onEnd uncounts it.
+	if !s.bg.add() {
+		_ = s.respond(req, tx, 503, reasonPhrase(503))
+		s.writeRejected(req, 503, user)
+		return nil
+	}
 	c.a = newUAS(c, req, tx, tag)
 	if s.pool != nil {
 		m, code := s.newCallMedia(c, req)
 		if code != 0 {
+			s.bg.done()
 			_ = s.respond(req, tx, code, reasonPhrase(code))
 			s.writeRejected(req, code, user)
 			return nil
@@ -239,7 +268,6 @@ func (s *Server) startCall(cfg *config.Config, g *config.Group, req *sipmsg.Requ
 	}
 	party := s.identity(req, user)
 	c.party = party
-	c.inboxWake = make(chan struct{}, 1)
 	c.runner = routing.NewRunner(routing.Setup{
 		CallID:    c.a.callID,
 		Config:    cfg,
@@ -250,7 +278,7 @@ func (s *Server) startCall(cfg *config.Config, g *config.Group, req *sipmsg.Requ
 		State:     s.state,
 		Trace:     c.trace,
 		Rand:      s.newRand(),
-		Wake:      c.inboxWake,
+		Notify:    c.kick,
 	}, s.clock, c, s.log) // the runner adds call_id and group itself
 	s.dialogs.add(c.a.callID, tag, dialogRef{call: c})
 	// The transaction may outlive the call (see linger); held weakly,
@@ -275,10 +303,6 @@ func (s *Server) startCall(cfg *config.Config, g *config.Group, req *sipmsg.Requ
 	s.calls.Add(1)
 	s.live.calls.Add(1)
 	s.active.Store(c, struct{}{})
-	c.ready = make(chan *uac)
-	// The INVITE's own goroutine runs the call to its end (sipgo needs it
-	// blocked until the final response anyway); Close waits for it, as
-	// guard counts it.
 	return c
 }
 

@@ -20,11 +20,11 @@ import (
 //
 // sipgo's transaction costs a call more than its transaction object, its
 // channels and a timer: the handler has to stay blocked on sipgo's
-// goroutine until the final response, so a ringing call waited under
-// sipgo's frames and our whole INVITE handler, too deep a stack for the
-// runtime ever to shrink it below 8 KiB. Here the call runs from the top
-// of a fresh goroutine (serveInvite), and it waits in a few hundred bytes
-// of frames: the GC halves the stack to 4 KiB (docs/behaviour.md).
+// goroutine until the final response, an 8 KiB stack for every ringing
+// call. With this one the handler's goroutine (serveInvite) returns once
+// the call has nothing to do, and the call rings on no goroutine at all
+// (call.begin); handlerDone, sipgo's TerminateGracefully, comes at its
+// end (docs/behaviour.md).
 //
 // It behaves as sipgo's does toward the handler, which reads it through
 // sipmsg.ServerTransaction: a CANCEL gets its 200 and the INVITE a 487

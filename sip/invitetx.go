@@ -103,10 +103,7 @@ func (c *call) deliver(l *uac, res *sipmsg.Response) bool {
 	}
 	c.inbox = append(c.inbox, legResponse{l, res})
 	c.inboxMu.Unlock()
-	select {
-	case c.inboxWake <- struct{}{}:
-	default: // a wake-up is already pending; wait drains the inbox at once
-	}
+	c.kick()
 	return true
 }
 

@@ -5,10 +5,11 @@
 //
 // Decisions about a call (who rings, who wins, where it falls back) are made
 // in package routing; this package only carries them out and reports what
-// the network said. Each call has one goroutine, the one sipgo gave its
-// INVITE (call.run): it steps the call's routing.Runner and, in the same
-// select, follows the caller's and every ringing leg's INVITE transaction,
-// so a ringing call costs one goroutine however many phones it rings.
+// the network said. A call runs in steps, one at a time and in order, on
+// no goroutine of its own (call.begin): whatever has something for it
+// kicks it, and a step takes the call's routing.Runner and, beside it, the
+// caller's and every ringing leg's INVITE transaction as far as they go,
+// so a ringing call costs no goroutine however many phones it rings.
 // sipgo's per-message goroutines for everything else only post events to
 // it, which absorbs sipgo delivering messages of one dialog out of order.
 //
@@ -569,15 +570,17 @@ func (s *Server) Close() error {
 }
 
 // spawn runs f on a goroutine that Close waits for; once Close waits,
-// not at all (f would write to sockets on their way out).
-func (s *Server) spawn(f func()) {
+// not at all (f would write to sockets on their way out), and it reports
+// false.
+func (s *Server) spawn(f func()) bool {
 	if !s.bg.add() {
-		return
+		return false
 	}
 	go func() {
 		defer s.bg.done()
 		f()
 	}()
+	return true
 }
 
 // client is the sipgo client for a transport name as sipgo spells it

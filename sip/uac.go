@@ -40,8 +40,8 @@ type uac struct {
 	status legState
 
 	// The call's goroutine only: the INVITE client transaction (see
-	// invitetx.go), which call.run follows while waiting.
-	waiting   bool // call.run runs the leg's timers
+	// invitetx.go), which the call's steps run (call.advance).
+	waiting   bool // the call's steps run the leg's timers
 	ringing   bool // counted in live.ringing
 	resendAt  time.Time
 	resendGap time.Duration // Timer A
@@ -177,11 +177,11 @@ func (l *uac) build() (*sipmsg.Request, *sipgo.Client, int) {
 	return inv, client, 0
 }
 
-// start sends the INVITE. It runs on the call's goroutine (Execute), which
-// then runs the leg's transaction in call.run; a leg spends no goroutine
-// of its own while it rings. Opening a connection or resolving a name may
-// block, so for those the INVITE goes out from a goroutine that reports
-// back through c.ready.
+// start sends the INVITE. It runs on the call's goroutine (Execute), whose
+// steps then run the leg's transaction (call.advance); a leg spends no
+// goroutine of its own while it rings. Opening a connection or resolving
+// a name may block, so for those the INVITE goes out from a goroutine
+// that reports back through call.dialDone.
 func (l *uac) start() {
 	if l.c.aborted {
 		// The server is closing: no new member is rung.
@@ -210,10 +210,13 @@ func (l *uac) start() {
 		return
 	}
 	l.c.dialing++
-	l.c.s.spawn(func() {
-		l.dialErr = l.c.s.dial(inv) // c.ready's send publishes it
-		l.c.ready <- l
-	})
+	if !l.c.s.spawn(func() {
+		l.dialErr = l.c.s.dial(inv) // dialDone's lock publishes it
+		l.c.dialDone(l)
+	}) {
+		l.dialErr = errClosing
+		l.c.dialDone(l)
+	}
 }
 
 // sent: the INVITE went out, or why not. From here the call's goroutine
