@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -34,6 +35,9 @@ func TestMemberInviteTransaction(t *testing.T) {
 	if b := viaBranch(inv); b == "" || b != viaBranch(first) {
 		t.Fatalf("retransmitted INVITE has branch %q, want the first one's", b)
 	}
+	if inv.String() != first.String() {
+		t.Errorf("retransmitted INVITE differs from the first:\n%s\nwant\n%s", inv, first)
+	}
 	for i, want := range []time.Duration{sipmsg.T1, 2 * sipmsg.T1} {
 		if gap := at[i+1].Sub(at[i]); gap < want-200*time.Millisecond || gap > want+300*time.Millisecond {
 			t.Errorf("INVITE %d came %v after the one before, want %v (Timer A)", i+2, gap, want)
@@ -56,6 +60,8 @@ func TestMemberInviteTransaction(t *testing.T) {
 		t.Errorf("ACK for the 487: branch %q To tag %q CSeq %d, want the INVITE's %q, m1 and %d",
 			viaBranch(ack), tag(ack.To()), ack.CSeq().SeqNo, viaBranch(inv), inv.CSeq().SeqNo)
 	}
+	sameAsInvite(t, "ACK for the 487", ack, inv, false)
+	sameAsInvite(t, "CANCEL", cancel, inv, true)
 	if n := m.countOf(sameLeg); n != 3 {
 		t.Errorf("member got %d INVITEs for the first leg, want 3 (none after its 180)", n)
 	}
@@ -102,5 +108,27 @@ func TestMemberCancelTransaction(t *testing.T) {
 	}
 	if n := m.countOf(thisLeg); n != 3 {
 		t.Errorf("member got %d CANCELs for the leg, want 3", n)
+	}
+}
+
+// sameAsInvite checks what RFC 3261 wants req to share with the INVITE it
+// cancels (§9.1) or ACKs after a failure (§17.1.1.3): the Request-URI, the
+// top Via exactly, From, Call-ID and the CSeq number, and for a CANCEL the
+// To (an ACK's has the tag of the response).
+func sameAsInvite(t *testing.T, what string, req, inv *sipmsg.Request, sameTo bool) {
+	t.Helper()
+	for _, c := range []struct{ field, got, want string }{
+		{"Request-URI", req.Recipient.String(), inv.Recipient.String()},
+		{"Via", req.Via().Value(), inv.Via().Value()},
+		{"From", req.From().Value(), inv.From().Value()},
+		{"Call-ID", req.CallID().Value(), inv.CallID().Value()},
+		{"CSeq number", strconv.Itoa(int(req.CSeq().SeqNo)), strconv.Itoa(int(inv.CSeq().SeqNo))},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: %s %q, want the INVITE's %q", what, c.field, c.got, c.want)
+		}
+	}
+	if sameTo && req.To().Value() != inv.To().Value() {
+		t.Errorf("%s: To %q, want the INVITE's %q", what, req.To().Value(), inv.To().Value())
 	}
 }
