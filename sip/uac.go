@@ -132,20 +132,19 @@ func (l *uac) build() (*sipmsg.Request, *sipgo.Client, int) {
 		mf = sipmsg.MaxForwardsHeader(h.Val() - 1)
 	}
 	inv.AppendHeader(&mf)
-	if l.t.Transport != "" {
-		inv.SetTransport(strings.ToUpper(l.t.Transport))
-	}
-	if l.t.Destination != "" {
-		inv.SetDestination(l.t.Destination)
-	}
 	// Pin what sipgo would work out from the request-URI: unset, it
 	// recomputes both (a Route lookup, a Sprintf) on every write and
 	// retransmission of the INVITE and of its CANCEL.
-	tr := inv.Transport()
-	inv.SetTransport(tr)
-	if l.t.Destination == "" {
-		inv.SetDestination(inv.Destination())
+	tr := strings.ToUpper(l.t.Transport)
+	if tr == "" {
+		tr = uriTransport(&ruri)
 	}
+	inv.SetTransport(tr)
+	dest := l.t.Destination
+	if dest == "" {
+		dest = uriDestination(&ruri, tr)
+	}
+	inv.SetDestination(dest)
 	client, ok := s.client(tr)
 	if !ok {
 		l.log.Warn("no listener for member transport", zap.String("transport", tr))
@@ -794,6 +793,38 @@ func (s *Server) reAckFailure(res *sipmsg.Response) {
 	if _, err := s.udpConn.WriteToUDPAddrPort([]byte(ack.String()), t.to); err != nil {
 		s.log.Debug("ACK for a retransmitted failure failed", zap.String("call_id", res.CallID().Value()), zap.Error(err))
 	}
+}
+
+// uriTransport is the transport sipgo's Request.Transport works out for a
+// request to ruri that has no Via yet and no Route (a leg's INVITE, as
+// built), without its cost: sipgo looks the Route up on each call, and a
+// request without one costs an allocation each time (two calls a leg).
+func uriTransport(ruri *sipmsg.Uri) string {
+	tp := sipmsg.DefaultProtocol
+	if ruri.UriParams != nil {
+		if v, ok := ruri.UriParams.Get("transport"); ok && v != "" {
+			tp = strings.ToUpper(v)
+		}
+	}
+	if ruri.IsEncrypted() {
+		switch tp {
+		case "TCP":
+			tp = "TLS"
+		case "WS":
+			tp = "WSS"
+		}
+	}
+	return tp
+}
+
+// uriDestination is sipgo's Request.Destination for such a request sent
+// over tp, likewise.
+func uriDestination(ruri *sipmsg.Uri, tp string) string {
+	port := ruri.Port
+	if port <= 0 {
+		port = sipmsg.DefaultPort(tp)
+	}
+	return ruri.Host + ":" + strconv.Itoa(port)
 }
 
 // newCallID is a fresh Call-ID for a leg: random, and recognisably ours in
