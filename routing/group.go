@@ -3,6 +3,7 @@ package routing
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -522,7 +523,28 @@ func (c *Call) startAttempt(g *groupRun) {
 	}
 	if len(g.rings) == 0 {
 		c.attemptOver(g)
+		return
 	}
+	// Room for the legs this attempt may start, made at once: appended one
+	// by one, both slices regrew twice in every parallel call.
+	n := 0
+	for _, r := range g.rings {
+		n += len(r.targets)
+	}
+	c.legs = slices.Grow(c.legs, n)
+	c.rec.Legs = slices.Grow(c.rec.Legs, n)
+}
+
+// calling reports whether one of legs rings ident. A scan, not a set: a
+// call has a handful of legs, and a map cost every ring of every call an
+// allocation or two.
+func calling(legs []*leg, ident string) bool {
+	for _, l := range legs {
+		if l.state == legCalling && l.ident == ident {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *Call) startRing(r *ring) {
@@ -539,17 +561,10 @@ func (c *Call) startRing(r *ring) {
 	// groups, say) is rung once: a second INVITE would only make the
 	// phone ring twice. Legs of this ring are not counted, so every
 	// contact of a user starts.
-	calling := map[string]bool{}
-	if r.run != nil {
-		for _, l := range c.legs {
-			if l.state == legCalling {
-				calling[l.ident] = true
-			}
-		}
-	}
+	before := c.legs[:len(c.legs):len(c.legs)]
 	started := 0
 	for _, d := range r.targets {
-		if calling[d.ident] {
+		if r.run != nil && calling(before, d.ident) {
 			c.note(fmt.Sprintf("group %s: %s already rings in this call; rung once", r.run.g.Name, d.t.Member))
 			continue
 		}

@@ -24,10 +24,6 @@ type call struct {
 	a      *uas
 	m      *callMedia // nil in media mode direct
 
-	// legs is touched only on the runner goroutine (Execute); handlers find
-	// legs through the dialog table.
-	legs map[routing.LegID]*uac
-
 	group *config.Group // the group dialled
 	party routing.Party // who calls, as members and the CDR see it
 	start time.Time     // when the INVITE came, for pickup's "oldest ringing"
@@ -77,18 +73,20 @@ func (c *call) Execute(act routing.Action) {
 	switch a := act.(type) {
 	case routing.StartLeg:
 		l := c.newLeg(a)
-		c.legs[a.Leg] = l
 		c.mu.Lock()
+		if c.legOrder == nil {
+			c.legOrder = make([]*uac, 0, 4) // a parallel group's legs, without regrowing
+		}
 		c.legOrder = append(c.legOrder, l)
 		c.mu.Unlock()
 		c.s.live.legs.Add(1)
 		l.start()
 	case routing.CancelLeg:
-		if l := c.legs[a.Leg]; l != nil {
+		if l := c.leg(a.Leg); l != nil {
 			l.cancel(a)
 		}
 	case routing.HangUpLeg:
-		if l := c.legs[a.Leg]; l != nil {
+		if l := c.leg(a.Leg); l != nil {
 			l.hangUp()
 		} else if a.Leg == c.pickerLeg && c.pickerLeg != 0 {
 			c.winner.hangUp()
@@ -99,7 +97,7 @@ func (c *call) Execute(act routing.Action) {
 		}
 		c.a.ring()
 	case routing.AnswerCaller:
-		l := c.legs[a.Leg]
+		l := c.leg(a.Leg)
 		if l == nil {
 			c.runner.Post(routing.CallerAnswerFailed{})
 			return
@@ -136,6 +134,18 @@ func (c *call) Execute(act routing.Action) {
 	default:
 		c.log.Error("unknown routing action", zap.Any("action", act))
 	}
+}
+
+// leg is the leg routing calls id; nil for none. A scan of legOrder, not
+// a map: a call has a handful of legs. The call's goroutine only (the one
+// writer of legOrder); handlers find legs through the dialog table.
+func (c *call) leg(id routing.LegID) *uac {
+	for _, l := range c.legOrder {
+		if l.id == id {
+			return l
+		}
+	}
+	return nil
 }
 
 // bridged is what a caller is connected to: the member leg that won, or a

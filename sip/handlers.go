@@ -244,7 +244,7 @@ func (s *Server) acceptInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 // startCall sets up one call for its goroutine to run (nil if it was
 // refused here).
 func (s *Server) startCall(cfg *config.Config, g *config.Group, req *sipmsg.Request, tx sipmsg.ServerTransaction, tag, user string, log *zap.Logger) *call {
-	c := &call{s: s, log: log, cfg: cfg, group: g, start: time.Now(), legs: map[routing.LegID]*uac{}}
+	c := &call{s: s, log: log, cfg: cfg, group: g, start: time.Now()}
 	// Ours until begin's first step is done: whatever kicks the call
 	// before (a CANCEL that came first, a Post) leaves it to that step.
 	c.sched.Store(schedRunning)

@@ -311,6 +311,7 @@ func (m *callMedia) watch() {
 	m.mu.Unlock()
 	step := min(time.Second, timeout/4)
 	m.c.s.spawn(func() {
+		stopped := m.c.a.stopped.wait()
 		t := time.NewTicker(step)
 		defer t.Stop()
 		for {
@@ -327,7 +328,7 @@ func (m *callMedia) watch() {
 					m.c.post(routing.MediaTimeout{})
 					return
 				}
-			case <-m.c.a.stopped:
+			case <-stopped:
 				return
 			case <-m.c.s.closing:
 				return

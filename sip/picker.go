@@ -116,7 +116,7 @@ func (s *Server) onPickup(cfg *config.Config, req *sipmsg.Request, tx sipmsg.Ser
 	c.log.Info("pickup", zap.String("by", user))
 	c.post(routing.PickedUp{By: user, URI: uri})
 	select {
-	case <-p.u.finalSent:
+	case <-p.u.finalSent.wait():
 	case <-tx.Done():
 	case <-time.After(64 * sipmsg.T1):
 		p.u.reject(500)

@@ -230,7 +230,7 @@ wait:
 		return
 	}
 	// The call may end first: its ACK may come after the BYE.
-	if _, err := s.awaitACK(res, src.transport, p.acked, c.a.stopped); err != nil {
+	if _, err := s.awaitACK(res, src.transport, p.acked, c.a.stopped.wait()); err != nil {
 		log.Info("no ACK for relayed re-INVITE 2xx")
 		if p.forward != nil {
 			sendAck(nil, "")

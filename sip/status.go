@@ -87,6 +87,11 @@ const maxDecisions = 200
 func (c *call) trace(ev routing.TraceEvent) {
 	c.log.Debug("decision", zap.String("group", ev.Group), zap.String("kind", ev.Kind), zap.String("text", ev.Text))
 	c.decisions.mu.Lock()
+	if c.decisions.events == nil {
+		// A routed call takes three to five decisions before its
+		// first answer: room for them at once, not three regrowths.
+		c.decisions.events = make([]routing.TraceEvent, 0, 4)
+	}
 	if len(c.decisions.events) < maxDecisions {
 		c.decisions.events = append(c.decisions.events, ev)
 	}

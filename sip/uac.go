@@ -96,12 +96,15 @@ func (g legLog) write(lvl zapcore.Level, msg string, f []zap.Field) {
 // and the caller's offer.
 func (l *uac) build() (*sipmsg.Request, *sipgo.Client, int) {
 	s := l.c.s
-	var ruri sipmsg.Uri
-	if err := sipmsg.ParseUri(l.t.URI, &ruri); err != nil {
+	// Parsed straight into the request: a Uri of our own would escape
+	// (ParseUri keeps no pointer, but the compiler cannot tell), and
+	// NewRequest would clone its params.
+	inv := sipmsg.NewRequest(sipmsg.INVITE, sipmsg.Uri{})
+	ruri := &inv.Recipient
+	if err := sipmsg.ParseUri(l.t.URI, ruri); err != nil {
 		l.log.Warn("bad member URI", zap.String("uri", l.t.URI), zap.Error(err))
 		return nil, nil, 400
 	}
-	inv := sipmsg.NewRequest(sipmsg.INVITE, ruri)
 	a := l.c.a.req
 
 	// The caller as members see it: an authenticated user by its name,
@@ -137,12 +140,12 @@ func (l *uac) build() (*sipmsg.Request, *sipgo.Client, int) {
 	// retransmission of the INVITE and of its CANCEL.
 	tr := strings.ToUpper(l.t.Transport)
 	if tr == "" {
-		tr = uriTransport(&ruri)
+		tr = uriTransport(ruri)
 	}
 	inv.SetTransport(tr)
 	dest := l.t.Destination
 	if dest == "" {
-		dest = uriDestination(&ruri, tr)
+		dest = uriDestination(ruri, tr)
 	}
 	inv.SetDestination(dest)
 	client, ok := s.client(tr)

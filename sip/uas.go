@@ -28,19 +28,15 @@ type uas struct {
 	answered  bool
 	confirmed bool // the ACK for our 200 arrived
 	ended     bool // BYE sent or received
-	finalSent chan struct{}
-	acked     chan *sipmsg.Request
-	stopped   chan struct{}
-	stopOnce  sync.Once
+	// Made when first needed, as most calls never wait on them: a
+	// ringing call held three channels it had no use for yet.
+	finalSent signal
+	acked     chan *sipmsg.Request // see ackCh
+	stopped   signal
 }
 
 func newUAS(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction, tag string) *uas {
-	a := &uas{
-		c: c, req: req, tx: tx,
-		finalSent: make(chan struct{}),
-		acked:     make(chan *sipmsg.Request, 1),
-		stopped:   make(chan struct{}),
-	}
+	a := &uas{c: c, req: req, tx: tx}
 	from, to := req.From(), req.To()
 	a.callID = req.CallID().Value()
 	a.local = &sipmsg.FromHeader{DisplayName: to.DisplayName, Address: *to.Address.Clone(), Params: to.Params.Clone()}
@@ -73,7 +69,7 @@ func (a *uas) markFinal() { a.final = true }
 // to sipgo: a handler that returns first gets its transaction terminated
 // (TerminateGracefully), and the response then fails with "transaction
 // terminated" (TestPickup failed so under load).
-func (a *uas) release() { close(a.finalSent) }
+func (a *uas) release() { a.finalSent.close() }
 
 // onCancel runs inside sipgo's transaction lock when the caller's CANCEL
 // matched our INVITE: sipgo has answered 200 and sends 487 itself. It only
@@ -248,7 +244,7 @@ func (a *uas) ok(body []byte, ct string, onAck func(*sipmsg.Request), onFail fun
 }
 
 func (a *uas) awaitAck(res *sipmsg.Response, onAck func(*sipmsg.Request), onFail func()) {
-	ack, err := a.c.s.awaitACK(res, a.transport, a.acked, a.stopped)
+	ack, err := a.c.s.awaitACK(res, a.transport, a.ackCh(), a.stopped.wait())
 	switch {
 	case ack != nil:
 		a.mu.Lock()
@@ -274,7 +270,7 @@ func (a *uas) onAck(ack *sipmsg.Request) {
 	a.mu.Unlock()
 	if !confirmed {
 		select {
-		case a.acked <- ack:
+		case a.ackCh() <- ack:
 		default:
 		}
 	}
@@ -323,7 +319,51 @@ func (a *uas) hasEnded() bool {
 	return a.ended
 }
 
-func (a *uas) stop() { a.stopOnce.Do(func() { close(a.stopped) }) }
+func (a *uas) stop() { a.stopped.close() }
+
+// ackCh is where onAck hands the ACK for our 200 to awaitAck (capacity 1).
+func (a *uas) ackCh() chan *sipmsg.Request {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.acked == nil {
+		a.acked = make(chan *sipmsg.Request, 1)
+	}
+	return a.acked
+}
+
+// signal is a channel closed once, made only when something waits for it
+// or it is closed.
+type signal struct {
+	mu     sync.Mutex
+	ch     chan struct{}
+	closed bool
+}
+
+// wait is closed once close has been called.
+func (s *signal) wait() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ch == nil {
+		s.ch = make(chan struct{})
+		if s.closed {
+			close(s.ch)
+		}
+	}
+	return s.ch
+}
+
+// close closes wait's channel; again, it does nothing.
+func (s *signal) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed = true
+	if s.ch != nil {
+		close(s.ch)
+	}
+}
 
 // debugLog is what sendAndWait logs to: a *zap.Logger or a leg's legLog.
 type debugLog interface {
