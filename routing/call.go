@@ -2,6 +2,7 @@ package routing
 
 import (
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/ringroute/ringroute/config"
@@ -66,7 +67,8 @@ type Call struct {
 	slot    string    // group whose max_calls slot the call holds; "" for none
 	// held counts, per identity, what of this call keeps it in use (legs
 	// ringing or talking, the caller), so State is told once per call.
-	held map[string]int
+	// A list, not a map: a call holds a handful.
+	held []heldID
 	// winKeys are the members credited with the answer: the winner and,
 	// for a nested winner, each group member it was reached through.
 	winKeys []memKey
@@ -223,24 +225,46 @@ func (c *Call) hold(id string) {
 	if id == "" {
 		return
 	}
+	for i := range c.held {
+		if c.held[i].id == id {
+			c.held[i].n++
+			return
+		}
+	}
 	if c.held == nil {
-		c.held = make(map[string]int) // made at the first hold, as noted at the first note
+		c.held = make([]heldID, 0, 4) // a parallel group's legs and the caller
 	}
-	c.held[id]++
-	if c.held[id] == 1 {
-		c.s.State.use(id, 1)
-	}
+	c.held = append(c.held, heldID{id, 1})
+	c.s.State.use(id, 1)
 }
 
 func (c *Call) release(id string) {
-	if id == "" || c.held[id] == 0 {
+	for i := range c.held {
+		if id == "" || c.held[i].id != id {
+			continue
+		}
+		if c.held[i].n--; c.held[i].n == 0 {
+			c.held = slices.Delete(c.held, i, i+1)
+			c.s.State.use(id, -1)
+		}
 		return
 	}
-	c.held[id]--
-	if c.held[id] == 0 {
-		delete(c.held, id)
-		c.s.State.use(id, -1)
+}
+
+// heldID is one identity a call keeps in use, and by how many of its parts.
+type heldID struct {
+	id string
+	n  int
+}
+
+// holds reports whether the call keeps identity id in use.
+func (c *Call) holds(id string) bool {
+	for _, h := range c.held {
+		if h.id == id {
+			return true
+		}
 	}
+	return false
 }
 
 func (c *Call) flush() []Action {

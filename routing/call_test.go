@@ -2,9 +2,13 @@ package routing
 
 import (
 	"encoding/json"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ringroute/ringroute/config"
 )
 
 func finishOf(t *testing.T, acts []Action) Record {
@@ -86,6 +90,63 @@ func TestRecordJSON(t *testing.T) {
 	for _, absent := range []string{`"fallback"`, `"notes"`} {
 		if strings.Contains(got, absent) {
 			t.Errorf("CDR JSON has empty %s:\n%s", absent, got)
+		}
+	}
+}
+
+// A config built by hand (no `check` to reject it) may nest two groups in
+// each other. The inner run skips the group it is nested in rather than
+// entering it again, and the call still rings both groups' own members.
+func TestNestedCycleSkipsTheGroupOnThePath(t *testing.T) {
+	a := testGroup("all", 30*time.Second, "sip:a@x")
+	b := testGroup("all", 30*time.Second, "sip:b@x")
+	b.Name = "inner"
+	a.Members = append(a.Members, config.Member{Group: "inner"})
+	b.Members = append(b.Members, config.Member{Group: a.Name})
+	s := testSetup(a)
+	s.Config = &config.Config{Groups: []*config.Group{a, b}}
+	c, acts := Start(t0, s)
+	acts = append(acts, c.Step(t0, Tick{})...)
+	var uris []string
+	for _, act := range acts {
+		if sl, ok := act.(StartLeg); ok {
+			uris = append(uris, sl.Target.URI)
+		}
+	}
+	if fmt.Sprint(uris) != "[sip:a@x sip:b@x]" {
+		t.Errorf("legs to %v, want [sip:a@x sip:b@x]", uris)
+	}
+	c.Step(t0.Add(time.Second), CallerCancelled{})
+	c.Step(t0.Add(time.Second), LegFailed{Leg: 1, Code: 487})
+	rec := finishOf(t, c.Step(t0.Add(time.Second), LegFailed{Leg: 2, Code: 487}))
+	want := "group inner: group:" + a.Name + " skipped: it contains this group"
+	if !slices.Contains(rec.Notes, want) {
+		t.Errorf("notes %q, want %q among them", rec.Notes, want)
+	}
+}
+
+// ring_in_use: false skips members in another call, never for being in
+// this one: a member that also rings through a nested group is rung once,
+// not refused as busy.
+func TestInUseSkipsOtherCallsOnly(t *testing.T) {
+	a := testGroup("all", 30*time.Second, "sip:a@x")
+	b := testGroup("all", 30*time.Second, "sip:a@x")
+	b.Name = "inner"
+	a.RingInUse, b.RingInUse = false, false
+	a.Members = append(a.Members, config.Member{Group: "inner"})
+	s := testSetup(a)
+	s.Config = &config.Config{Groups: []*config.Group{a, b}}
+	s.State = NewState()
+	c, _ := Start(t0, s)
+	c.Step(t0, Tick{})
+	c.Step(t0.Add(time.Second), CallerCancelled{})
+	rec := finishOf(t, c.Step(t0.Add(time.Second), LegFailed{Leg: 1, Code: 487}))
+	if want := "group inner: group:inner/uri:sip:a@x already rings in this call; rung once"; !slices.Contains(rec.Notes, want) {
+		t.Errorf("notes %q, want %q among them", rec.Notes, want)
+	}
+	for _, n := range rec.Notes {
+		if strings.Contains(n, "ring_in_use") {
+			t.Errorf("note %q: the member was refused for this call's own leg", n)
 		}
 	}
 }

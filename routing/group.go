@@ -80,8 +80,7 @@ type groupRun struct {
 	// path prefixes the member keys of a nested run's legs, so a CDR leg
 	// says which way it was reached: "group:sales/user:bob".
 	path      string
-	seen      map[string]bool // groups on the nesting path, against cycles in hand-built configs
-	skipInUse bool            // ring_in_use: false on this group or one it is nested in
+	skipInUse bool // ring_in_use: false on this group or one it is nested in
 
 	end time.Time // zero: no limit
 	// ownEnd: a nested run's end is its own timeout, not its parent
@@ -327,6 +326,31 @@ func short(d time.Duration) string {
 	return s
 }
 
+// onPath reports whether group name is g's or one g is nested in: the
+// groups on the nesting path, against cycles in hand-built configs. A walk
+// up, not a set: every call kept a map of them, and paths are short.
+func (g *groupRun) onPath(name string) bool {
+	for r := g; ; r = r.parent.run {
+		if r.g.Name == name {
+			return true
+		}
+		if r.parent == nil {
+			return false
+		}
+	}
+}
+
+// pathNames is the groups on g's nesting path, g's first.
+func (g *groupRun) pathNames() []string {
+	var out []string
+	for r := g; ; r = r.parent.run {
+		out = append(out, r.g.Name)
+		if r.parent == nil {
+			return out
+		}
+	}
+}
+
 // newRun starts a run of g's strategy now: the group the call is in when
 // parent is nil, else the nested member ring parent.
 func (c *Call) newRun(g *config.Group, parent *ring) *groupRun {
@@ -339,7 +363,6 @@ func (c *Call) newRun(g *config.Group, parent *ring) *groupRun {
 	if parent == nil {
 		run.top = g
 		run.skipInUse = !g.RingInUse
-		run.seen = map[string]bool{g.Name: true}
 		if g.Timeout > 0 {
 			run.end = c.at.Add(g.Timeout)
 		}
@@ -353,11 +376,6 @@ func (c *Call) newRun(g *config.Group, parent *ring) *groupRun {
 	run.top = p.top
 	run.path = p.path + parent.key + "/"
 	run.skipInUse = p.skipInUse || !g.RingInUse
-	run.seen = make(map[string]bool, len(p.seen)+1)
-	for k := range p.seen {
-		run.seen[k] = true
-	}
-	run.seen[g.Name] = true
 	run.end = parent.endAt
 	if g.Timeout > 0 && c.at.Add(g.Timeout).Before(run.end) {
 		run.end, run.ownEnd = c.at.Add(g.Timeout), true
@@ -883,13 +901,13 @@ func (c *Call) resolve(g *groupRun) ([]member, int) {
 			case x == nil:
 				skip(key, "no such group")
 				continue
-			case g.seen[x.Name]:
+			case g.onPath(x.Name):
 				skip(key, "it contains this group")
 				continue
 			case !x.Enabled || !x.Schedule.OpenAt(c.at):
 				skip(key, "group "+x.Name+" is closed")
 				continue
-			case !c.ringable(x, g.seen):
+			case !c.ringable(x, g.pathNames()):
 				skip(key, "nothing to ring")
 				continue
 			}
@@ -914,19 +932,17 @@ func (c *Call) resolve(g *groupRun) ([]member, int) {
 }
 
 // ringable reports whether nested group x has anything it could ring now.
-func (c *Call) ringable(x *config.Group, seen map[string]bool) bool {
+// path names the groups on the nesting path, against cycles in
+// hand-built configs.
+func (c *Call) ringable(x *config.Group, path []string) bool {
 	for _, m := range x.Members {
 		switch {
 		case m.Group != "":
 			y := c.lookupGroup(m.Group)
-			if y == nil || seen[y.Name] || y.Name == x.Name || !y.Enabled || !y.Schedule.OpenAt(c.at) {
+			if y == nil || slices.Contains(path, y.Name) || y.Name == x.Name || !y.Enabled || !y.Schedule.OpenAt(c.at) {
 				continue
 			}
-			inner := map[string]bool{x.Name: true}
-			for k := range seen {
-				inner[k] = true
-			}
-			if c.ringable(y, inner) {
+			if c.ringable(y, append(path[:len(path):len(path)], x.Name)) {
 				return true
 			}
 		case m.User != "":
@@ -944,7 +960,7 @@ func (c *Call) ringable(x *config.Group, seen map[string]bool) bool {
 // never skips a member for being in this same call.
 func (c *Call) inUseElsewhere(id string) bool {
 	n := c.s.State.inUseCount(id)
-	if c.held[id] > 0 {
+	if c.holds(id) {
 		n--
 	}
 	return n > 0

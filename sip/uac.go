@@ -41,8 +41,6 @@ type uac struct {
 
 	// The call's goroutine only: the INVITE client transaction (see
 	// invitetx.go), which the call's steps run (call.advance).
-	waiting   bool // the call's steps run the leg's timers
-	ringing   bool // counted in live.ringing
 	resendAt  time.Time
 	resendGap time.Duration // Timer A
 	timeoutAt time.Time     // Timer B
@@ -54,19 +52,23 @@ type uac struct {
 	cancelReq *sipmsg.Request
 	cancelAt  time.Time
 	cancelGap time.Duration
+	waiting   bool // the call's steps run the leg's timers
+	ringing   bool // counted in live.ringing
 
+	// The flags together, after the mutex: spread out between pointers,
+	// their padding took the struct past the 512-byte size class.
 	mu            sync.Mutex
 	out           bool // the INVITE went out
 	provisional   bool
-	pendingCancel *routing.CancelLeg
-	lastSend      chan struct{} // closed when the leg's last inOrder send is done
 	cancelSent    bool
 	answered      bool
+	delayed       bool // the INVITE carried no offer: the ACK carries the answer
+	ending        bool // BYE sent or received
+	terminal      bool // the leg's last event was posted
+	pendingCancel *routing.CancelLeg
+	lastSend      chan struct{}    // closed when the leg's last inOrder send is done
 	res           *sipmsg.Response // the 2xx that answered
 	ack           *sipmsg.Request  // our ACK for it, once sent
-	delayed       bool             // the INVITE carried no offer: the ACK carries the answer
-	ending        bool             // BYE sent or received
-	terminal      bool             // the leg's last event was posted
 }
 
 func (c *call) newLeg(a routing.StartLeg) *uac {
