@@ -34,7 +34,8 @@ type Runner struct {
 	stopped bool
 	notify  chan struct{} // capacity 1: "the queue has something"; nil with Setup.Notify
 
-	done chan struct{}
+	done  chan struct{} // see Done; under mu
+	ended bool          // End has run; under mu
 
 	// Run's goroutine only.
 	call    *Call
@@ -69,7 +70,6 @@ func NewRunner(s Setup, clk Clock, ex Executor, log *zap.Logger) *Runner {
 		log:    log,
 		group:  group,
 		notify: notify,
-		done:   make(chan struct{}),
 	}
 }
 
@@ -181,11 +181,28 @@ func (r *Runner) Turn() bool {
 // outlives it; Done is closed.
 func (r *Runner) End() {
 	r.stop()
-	close(r.done)
+	r.mu.Lock()
+	r.ended = true
+	if r.done != nil {
+		close(r.done)
+	}
+	r.mu.Unlock()
 }
 
 // Done is closed when Run has returned.
-func (r *Runner) Done() <-chan struct{} { return r.done }
+// The channel is made at the first Done: a driver that steps the call
+// itself never waits on it, and every call kept one.
+func (r *Runner) Done() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done == nil {
+		r.done = make(chan struct{})
+		if r.ended {
+			close(r.done)
+		}
+	}
+	return r.done
+}
 
 func (r *Runner) take() []Event {
 	r.mu.Lock()

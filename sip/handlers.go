@@ -71,7 +71,7 @@ func (s *Server) admit(req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
 		// as sent. Methods are case-sensitive (RFC 3261 §7.1): this is a
 		// method we do not know.
 		if !req.IsAck() {
-			_ = s.respond(req, tx, 501, reasonPhrase(501), sipmsg.NewHeader("Allow", allowed))
+			_ = s.respond(req, tx, 501, reasonPhrase(501), s.hdrAllow)
 		}
 		return false
 	}
@@ -495,7 +495,7 @@ func (s *Server) onUnmatchedCancel(req *sipmsg.Request, tx sipmsg.ServerTransact
 // out of a dialog.
 func (s *Server) onOptions(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	_ = s.respond(req, tx, 200, "OK",
-		sipmsg.NewHeader("Allow", allowed),
+		s.hdrAllow,
 		sipmsg.NewHeader("Accept", "application/sdp"),
 	)
 }
@@ -506,8 +506,8 @@ func (s *Server) onOther(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		return
 	}
 	if knownMethods[req.Method] {
-		_ = s.respond(req, tx, 405, reasonPhrase(405), sipmsg.NewHeader("Allow", allowed))
+		_ = s.respond(req, tx, 405, reasonPhrase(405), s.hdrAllow)
 		return
 	}
-	_ = s.respond(req, tx, 501, reasonPhrase(501), sipmsg.NewHeader("Allow", allowed))
+	_ = s.respond(req, tx, 501, reasonPhrase(501), s.hdrAllow)
 }

@@ -21,7 +21,7 @@ var knownMethods = map[sipmsg.RequestMethod]bool{
 // leaves the peer to retransmit or give up, nothing else to do.
 func (s *Server) respond(req *sipmsg.Request, tx sipmsg.ServerTransaction, code int, reason string, hdrs ...sipmsg.Header) error {
 	res := sipmsg.NewResponseFromRequest(req, code, reason, nil)
-	res.AppendHeader(sipmsg.NewHeader("Server", s.agent))
+	res.AppendHeader(s.hdrServer)
 	for _, h := range hdrs {
 		res.AppendHeader(h)
 	}

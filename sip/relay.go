@@ -171,7 +171,7 @@ wait:
 		s.rememberFailed(out, out.Recipient.String())
 	}
 	res := sipmsg.NewResponseFromRequest(req, final.StatusCode, final.Reason, nil)
-	res.AppendHeader(sipmsg.NewHeader("Server", s.agent))
+	res.AppendHeader(s.hdrServer)
 	if final.IsSuccess() && (isInvite || req.Method == sipmsg.UPDATE) {
 		res.AppendHeader(src.contact.Clone())
 	}

@@ -81,6 +81,10 @@ type Server struct {
 	seed    uint64
 	callSeq atomic.Uint64
 	agent   string
+	// The headers every INVITE to a member and every response carries,
+	// made once: nothing changes a header once it is in a message, and
+	// each ringing leg kept two of its own.
+	hdrAllow, hdrUserAgent, hdrServer sipmsg.Header
 
 	ua  *sipgo.UserAgent
 	srv *sipgo.Server
@@ -165,6 +169,9 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	if opts.Version != "" {
 		s.agent = "ringroute/" + opts.Version
 	}
+	s.hdrAllow = sipmsg.NewHeader("Allow", allowed)
+	s.hdrUserAgent = sipmsg.NewHeader("User-Agent", s.agent)
+	s.hdrServer = sipmsg.NewHeader("Server", s.agent)
 	if s.clock == nil {
 		s.clock = systemClock{}
 	}

@@ -159,8 +159,8 @@ func (l *uac) build() (*sipmsg.Request, *sipgo.Client, int) {
 	// (we do not use sipgo's dialog clients, which would), and each
 	// ringing leg's INVITE lives as long as it rings.
 	inv.AppendHeader(s.contact(tr))
-	inv.AppendHeader(sipmsg.NewHeader("Allow", allowed))
-	inv.AppendHeader(sipmsg.NewHeader("User-Agent", s.agent))
+	inv.AppendHeader(s.hdrAllow)
+	inv.AppendHeader(s.hdrUserAgent)
 	body, ct := a.Body(), contentType(a)
 	if m := l.c.m; m != nil {
 		body, ct = m.memberOffer(), "application/sdp"

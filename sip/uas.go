@@ -115,10 +115,10 @@ func (a *uas) gone() {
 // response builds a response to the INVITE carrying our tag and Contact.
 func (a *uas) response(code int, body []byte, ct string) *sipmsg.Response {
 	res := sipmsg.NewResponseFromRequest(a.req, code, reasonPhrase(code), nil)
-	res.AppendHeader(sipmsg.NewHeader("Server", a.c.s.agent))
+	res.AppendHeader(a.c.s.hdrServer)
 	if code > 100 && code < 300 {
 		res.AppendHeader(a.contact.Clone())
-		res.AppendHeader(sipmsg.NewHeader("Allow", allowed))
+		res.AppendHeader(a.c.s.hdrAllow)
 	}
 	setBody(res, body, ct)
 	return res
