@@ -11,9 +11,9 @@ import (
 
 // A call runs on no goroutine of its own. Whatever has something for it
 // (a leg's response, a routing event, its timer, the caller's transaction
-// ending, a leg's dial coming back) kicks it, and a kick starts a
-// goroutine that steps the call until it has nothing left to do, unless
-// one is stepping it already. A ringing call is its state and one timer:
+// ending, a leg's dial coming back) kicks it, and a kick has one of the
+// server's steppers step the call until it has nothing left to do, unless
+// a goroutine is stepping it already. A ringing call is its state and one timer:
 // no goroutine, no stack, however many members it rings. Steps never
 // overlap, and each begins after the last one's end (sched's atomics
 // order them), so everything the call's steps touch is as if on one
@@ -41,15 +41,15 @@ func (c *call) begin() {
 	c.step()
 }
 
-// kick has the call stepped: now, on a goroutine of its own, unless one
-// already steps it (which then looks again before it stops). It never
+// kick has the call stepped: now, by one of the server's steppers, unless
+// a goroutine already steps it (which then looks again before it stops). It never
 // blocks, and may be called from anywhere, a step of the call included.
 func (c *call) kick() {
 	for {
 		switch c.sched.Load() {
 		case schedIdle:
 			if c.sched.CompareAndSwap(schedIdle, schedRunning) {
-				go c.step()
+				c.s.steppers.run(c)
 				return
 			}
 		case schedRunning:

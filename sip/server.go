@@ -103,6 +103,7 @@ type Server struct {
 	closers     []func() error
 	udpConn     *net.UDPConn
 	listening   sync.WaitGroup
+	steppers    steppers // step calls (call.kick)
 	// cert is what tls:// listeners present. SetConfig reads the files
 	// again, so a renewed certificate is served from the next handshake
 	// without a restart.
@@ -285,6 +286,9 @@ func (s *Server) Start() error {
 	} else if n > 0 {
 		s.log.Info("registrations restored", zap.Int("bindings", n))
 	}
+	// Before any call: an idle server already has its steppers, so that
+	// its goroutine count does not move with the first call.
+	s.steppers.begin()
 	sweep, stopSweep := context.WithCancel(context.Background())
 	s.spawn(func() { s.reg.Run(sweep, 10*time.Second) })
 	s.spawn(func() { <-s.closing; stopSweep() })
@@ -559,6 +563,7 @@ func (s *Server) Close() error {
 		s.log.Warn("sip: goroutines still busy at close")
 	}
 	s.itx.close()
+	s.steppers.close()
 	for _, c := range s.closers {
 		_ = c()
 	}
