@@ -77,7 +77,7 @@ func (t *members) byBranch(b []byte) *uac {
 
 // onResponse gets every response sipgo matched to no transaction of its
 // own: a member leg's go to its call; the rest (and any that come after
-// the call's goroutine is gone) to onStrayResponse.
+// the call's runner is done) to onStrayResponse.
 func (s *Server) onResponse(res *sipmsg.Response) {
 	if l := s.members.match(res); l != nil && l.c.deliver(l, res) {
 		return
@@ -91,8 +91,9 @@ type legResponse struct {
 	res *sipmsg.Response
 }
 
-// deliver queues res for the call's goroutine, which takes it in wait. It
-// never blocks, and it reports false when that goroutine has returned.
+// deliver queues res for the call, whose next step takes it, and kicks
+// the call. It never blocks, and it reports false once the call's runner is
+// done (call.end).
 // Responses reach the call in the order they were delivered: UDP's in the
 // order they were read (udpReader), a stream's in its order.
 func (c *call) deliver(l *uac, res *sipmsg.Response) bool {
