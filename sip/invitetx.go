@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"bytes"
 	"context"
 	"sync"
 	"time"
@@ -157,7 +158,7 @@ func (l *uac) arm(now time.Time) {
 		return
 	}
 	l.timeoutAt = now.Add(64 * sipmsg.T1)
-	if !sipmsg.IsReliable(l.inv.Transport()) {
+	if !sipmsg.IsReliable(l.transport) {
 		l.resendGap = sipmsg.T1
 		l.resendAt = now.Add(l.resendGap)
 	}
@@ -196,32 +197,67 @@ func (l *uac) onTimer(now time.Time) {
 	case due(l.resendAt):
 		l.resendGap *= 2
 		l.resendAt = now.Add(l.resendGap)
+		if w := l.wire; w != nil {
+			l.resent(w.send(l.c.s.udpConn))
+			break
+		}
 		inv := l.inv
 		if writesAtOnce(inv) {
-			l.resend(inv)
+			l.resent(l.c.s.write(inv))
 		} else {
-			l.c.s.spawn(func() { l.resend(inv) })
+			l.c.s.spawn(func() { l.resent(l.c.s.write(inv)) })
 		}
 	case due(l.cancelAt):
-		// Timer E (§17.1.2.2): T1, doubling up to T2. Only over UDP,
-		// where sendCancel sets it, so the write is at once.
+		// Timer E (§17.1.2.2): T1, doubling up to T2. Only over UDP to
+		// an address, where sendCancel sets it.
 		l.cancelGap = min(2*l.cancelGap, sipmsg.T2)
 		l.cancelAt = now.Add(l.cancelGap)
-		l.writeCancel(l.cancelReq, true)
+		if l.wire != nil {
+			l.writeWire(l.wire.cancel, "CANCEL")
+		} else if req := l.cancelRequest(); req != nil {
+			l.writeCancel(req, true)
+		}
 	}
 }
 
-func (l *uac) resend(inv *sipmsg.Request) {
-	if err := l.c.s.write(inv); err != nil {
+func (l *uac) resent(err error) {
+	if err != nil {
 		l.log.Debug("INVITE retransmission failed", zap.Error(err))
+	}
+}
+
+// writeWire sends a request the leg built as bytes (what), from the UDP
+// listener to where its INVITE went. None goes out once the server is
+// closing.
+func (l *uac) writeWire(b []byte, what string) {
+	select {
+	case <-l.c.s.closing:
+		return
+	default:
+	}
+	if _, err := l.c.s.udpConn.WriteToUDPAddrPort(b, l.wire.to); err != nil {
+		l.log.Debug(what+" to member failed", zap.Error(err))
 	}
 }
 
 // ackFailure ACKs a final failure of the leg's INVITE, as the transaction
 // does (RFC 3261 §17.1.1.3).
 func (l *uac) ackFailure(res *sipmsg.Response) {
+	if w := l.wire; w != nil {
+		b := wireBufs.Get().(*bytes.Buffer)
+		defer wireBufs.Put(b)
+		b.Grow(1024)
+		if ack, ok := appendFailureAck(b.AvailableBuffer(), w.at(w.ruri), w.at(w.via), res); ok {
+			l.writeWire(ack, "ACK")
+		}
+		return
+	}
 	inv := l.inv
-	ack := failureAck(inv.Recipient, inv.Via(), res)
+	b, ok := appendFailureAck(nil, []byte(inv.Recipient.String()), []byte(inv.Via().Value()), res)
+	if !ok {
+		return
+	}
+	ack := asRequest(b)
 	if ack == nil {
 		return
 	}
@@ -235,26 +271,4 @@ func (l *uac) ackFailure(res *sipmsg.Response) {
 		return
 	}
 	l.inOrder(func() { l.writeAck(ack) })
-}
-
-// failureAck is the ACK for a failure to one of our INVITEs (RFC 3261
-// §17.1.1.3): the INVITE's Request-URI and top Via, the response's From,
-// To (with the tag it added) and Call-ID, the CSeq number, and no Route
-// (ringroute's INVITEs carry none). Nil for a response without them.
-func failureAck(ruri sipmsg.Uri, via *sipmsg.ViaHeader, res *sipmsg.Response) *sipmsg.Request {
-	from, to, cid, cseq := res.From(), res.To(), res.CallID(), res.CSeq()
-	if via == nil || from == nil || to == nil || cid == nil || cseq == nil {
-		return nil
-	}
-	ack := sipmsg.NewRequest(sipmsg.ACK, ruri)
-	ack.AppendHeader(via.Clone())
-	ack.AppendHeader(sipmsg.NewHeader("From", from.Value()))
-	ack.AppendHeader(sipmsg.NewHeader("To", to.Value()))
-	id := sipmsg.CallIDHeader(cid.Value())
-	ack.AppendHeader(&id)
-	ack.AppendHeader(&sipmsg.CSeqHeader{SeqNo: cseq.SeqNo, MethodName: sipmsg.ACK})
-	mf := sipmsg.MaxForwardsHeader(70)
-	ack.AppendHeader(&mf)
-	ack.SetBody(nil)
-	return ack
 }

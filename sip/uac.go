@@ -35,6 +35,9 @@ type uac struct {
 	t   routing.Target
 	log legLog
 
+	// The INVITE: as bytes over UDP to an address, else as a Request
+	// (see wireInvite).
+	wire   *wireInvite
 	inv    *sipmsg.Request
 	branch string // the INVITE's, by which members finds the leg
 	status legState
@@ -47,9 +50,9 @@ type uac struct {
 	giveUpAt  time.Time     // see giveUpIn
 	dialErr   error
 	// Our CANCEL's client transaction (RFC 3261 §17.1.2), also ours:
-	// over UDP it is sent again until a final response (Timer E); Timer F
-	// is giveUpAt, which ends the INVITE's transaction with it.
-	cancelReq *sipmsg.Request
+	// over UDP it is sent again until a final response (Timer E, from
+	// wire.cancel); Timer F is giveUpAt, which ends the INVITE's
+	// transaction with it.
 	cancelAt  time.Time
 	cancelGap time.Duration
 	waiting   bool // the call's steps run the leg's timers
@@ -57,18 +60,19 @@ type uac struct {
 
 	// The flags together, after the mutex: spread out between pointers,
 	// their padding took the struct past the 512-byte size class.
-	mu            sync.Mutex
-	out           bool // the INVITE went out
-	provisional   bool
-	cancelSent    bool
-	answered      bool
-	delayed       bool // the INVITE carried no offer: the ACK carries the answer
-	ending        bool // BYE sent or received
-	terminal      bool // the leg's last event was posted
-	pendingCancel *routing.CancelLeg
-	lastSend      chan struct{}    // closed when the leg's last inOrder send is done
-	res           *sipmsg.Response // the 2xx that answered
-	ack           *sipmsg.Request  // our ACK for it, once sent
+	mu              sync.Mutex
+	out             bool // the INVITE went out
+	provisional     bool
+	cancelSent      bool
+	answered        bool
+	delayed         bool // the INVITE carried no offer: the ACK carries the answer
+	ending          bool // BYE sent or received
+	cancelElsewhere bool // the CANCEL says the call was answered elsewhere
+	terminal        bool // the leg's last event was posted
+	pendingCancel   *routing.CancelLeg
+	lastSend        chan struct{}    // closed when the leg's last inOrder send is done
+	res             *sipmsg.Response // the 2xx that answered
+	ack             *sipmsg.Request  // our ACK for it, once sent
 }
 
 func (c *call) newLeg(a routing.StartLeg) *uac {
@@ -95,48 +99,18 @@ func (g legLog) write(lvl zapcore.Level, msg string, f []zap.Field) {
 
 // build makes the INVITE for this leg: a new dialog with its own Call-ID
 // and tags, the caller's identity in From (display name after caller_id),
-// and the caller's offer.
-func (l *uac) build() (*sipmsg.Request, *sipgo.Client, int) {
+// and the caller's offer. Over UDP to an address it is kept as its bytes
+// (l.wire, see wireInvite); otherwise as a Request (l.inv) for sipgo's
+// transport, which connects or resolves first. Non-zero: the status the
+// leg fails with.
+func (l *uac) build() int {
 	s := l.c.s
-	// Parsed straight into the request: a Uri of our own would escape
-	// (ParseUri keeps no pointer, but the compiler cannot tell), and
-	// NewRequest would clone its params.
-	inv := sipmsg.NewRequest(sipmsg.INVITE, sipmsg.Uri{})
-	ruri := &inv.Recipient
+	ruri := new(sipmsg.Uri)
 	if err := sipmsg.ParseUri(l.t.URI, ruri); err != nil {
 		l.log.Warn("bad member URI", zap.String("uri", l.t.URI), zap.Error(err))
-		return nil, nil, 400
+		return 400
 	}
 	a := l.c.a.req
-
-	// The caller as members see it: an authenticated user by its name,
-	// not by whatever its phone put in From.
-	user := l.c.party.User
-	if user == "" {
-		user = a.From().Address.User
-	}
-	if user == "" {
-		user = "anonymous"
-	}
-	from := sipmsg.FromHeader{
-		DisplayName: quoted(l.t.Display),
-		Address:     sipmsg.Uri{Scheme: "sip", User: user, Host: s.host},
-		Params:      sipmsg.NewParams(),
-	}
-	from.Params.Add("tag", sipmsg.GenerateTagN(16))
-	to := sipmsg.ToHeader{Address: sipmsg.Uri{Scheme: ruri.Scheme, User: ruri.User, Host: ruri.Host, Port: ruri.Port}}
-	cid := sipmsg.CallIDHeader(newCallID())
-	inv.AppendHeader(&from)
-	inv.AppendHeader(&to)
-	inv.AppendHeader(&cid)
-	inv.AppendHeader(&sipmsg.CSeqHeader{SeqNo: 1, MethodName: sipmsg.INVITE})
-	mf := sipmsg.MaxForwardsHeader(70)
-	if h := a.MaxForwards(); h != nil && h.Val() > 0 {
-		// RFC 7332 §3.2.1: a B2BUA decrements Max-Forwards too, or two of
-		// them pointing at each other loop forever.
-		mf = sipmsg.MaxForwardsHeader(h.Val() - 1)
-	}
-	inv.AppendHeader(&mf)
 	// Pin what sipgo would work out from the request-URI: unset, it
 	// recomputes both (a Route lookup, a Sprintf) on every write and
 	// retransmission of the INVITE and of its CANCEL.
@@ -144,41 +118,136 @@ func (l *uac) build() (*sipmsg.Request, *sipgo.Client, int) {
 	if tr == "" {
 		tr = uriTransport(ruri)
 	}
-	inv.SetTransport(tr)
 	dest := l.t.Destination
 	if dest == "" {
 		dest = uriDestination(ruri, tr)
 	}
-	inv.SetDestination(dest)
 	client, ok := s.client(tr)
 	if !ok {
 		l.log.Warn("no listener for member transport", zap.String("transport", tr))
-		return nil, nil, 503
+		return 503
 	}
-	// Shared, not cloned: nothing writes a request's Contact once built
-	// (we do not use sipgo's dialog clients, which would), and each
-	// ringing leg's INVITE lives as long as it rings.
-	inv.AppendHeader(s.contact(tr))
-	inv.AppendHeader(s.hdrAllow)
-	inv.AppendHeader(s.hdrUserAgent)
-	body, ct := a.Body(), contentType(a)
+	p := inviteParts{ruri: ruri, tag: sipmsg.GenerateTagN(16), callID: newCallID(), maxForwards: 70}
+	p.display, p.user = l.fromParty()
+	if h := a.MaxForwards(); h != nil && h.Val() > 0 {
+		// RFC 7332 §3.2.1: a B2BUA decrements Max-Forwards too, or two of
+		// them pointing at each other loop forever.
+		p.maxForwards = int(h.Val()) - 1
+	}
+	p.body, p.contentType = a.Body(), contentType(a)
 	if m := l.c.m; m != nil {
-		body, ct = m.memberOffer(), "application/sdp"
+		p.body, p.contentType = m.memberOffer(), "application/sdp"
 	}
-	setBody(inv, body, ct)
-	copyHeaders(a, inv, "Content-Disposition")
+	p.disposition = a.GetHeaders("Content-Disposition")
 
-	l.callID = cid.Value()
-	l.local = &from
-	l.remote = &to
-	l.cseq = 1
+	l.callID = p.callID
+	l.cseq = inviteCSeq
 	l.client = client
 	l.transport = tr
 	l.destination = l.t.Destination
 	l.contact = s.contact(tr)
 	l.side = media.Member
-	l.delayed = len(body) == 0
-	return inv, client, 0
+	l.delayed = len(p.body) == 0
+	if to, err := netip.ParseAddrPort(dest); err == nil && tr == "UDP" && s.udpConn != nil {
+		p.branch = sipmsg.GenerateBranchN(16)
+		l.wire = s.buildWire(&p, to)
+		l.branch = p.branch
+		return 0
+	}
+
+	inv := sipmsg.NewRequest(sipmsg.INVITE, sipmsg.Uri{})
+	inv.Recipient = *ruri
+	from := sipmsg.FromHeader{
+		DisplayName: p.display,
+		Address:     sipmsg.Uri{Scheme: "sip", User: p.user, Host: s.host},
+		Params:      sipmsg.NewParams(),
+	}
+	from.Params.Add("tag", p.tag)
+	to := sipmsg.ToHeader{Address: sipmsg.Uri{Scheme: ruri.Scheme, User: ruri.User, Host: ruri.Host, Port: ruri.Port}}
+	cid := sipmsg.CallIDHeader(p.callID)
+	inv.AppendHeader(&from)
+	inv.AppendHeader(&to)
+	inv.AppendHeader(&cid)
+	inv.AppendHeader(&sipmsg.CSeqHeader{SeqNo: inviteCSeq, MethodName: sipmsg.INVITE})
+	mf := sipmsg.MaxForwardsHeader(p.maxForwards)
+	inv.AppendHeader(&mf)
+	inv.SetTransport(tr)
+	inv.SetDestination(dest)
+	// Shared, not cloned: nothing writes a request's Contact once built
+	// (we do not use sipgo's dialog clients, which would).
+	inv.AppendHeader(l.contact)
+	inv.AppendHeader(s.hdrAllow)
+	inv.AppendHeader(s.hdrUserAgent)
+	setBody(inv, p.body, p.contentType)
+	for _, h := range p.disposition {
+		inv.AppendHeader(sipmsg.NewHeader(h.Name(), h.Value()))
+	}
+	// Our Via, so that the leg is in members under its branch before any
+	// response can come; then what sipgo's client adds to every request
+	// (the local address to send from, Content-Length).
+	if err := sipgo.ClientRequestAddVia(client, inv); err == nil {
+		err = sipgo.ClientRequestBuild(client, inv)
+	}
+	l.inv = inv
+	l.branch, _ = inv.Via().Params.Get("branch")
+	l.local = &from
+	l.remote = &to
+	return 0
+}
+
+// inviteCSeq is the CSeq number of every leg's INVITE: each is the first
+// request of a dialog of its own.
+const inviteCSeq = 1
+
+// fromParty is the caller as members see it: an authenticated user by
+// its name, not by whatever its phone put in From; the display name after
+// caller_id.
+func (l *uac) fromParty() (display, user string) {
+	user = l.c.party.User
+	if user == "" {
+		user = l.c.a.req.From().Address.User
+	}
+	if user == "" {
+		user = "anonymous"
+	}
+	return quoted(l.t.Display), user
+}
+
+// localParty is our From for a leg whose INVITE went as bytes, made when
+// the dialog needs it: a ringing leg carries none.
+func (l *uac) localParty() *sipmsg.FromHeader {
+	display, user := l.fromParty()
+	from := &sipmsg.FromHeader{
+		DisplayName: display,
+		Address:     sipmsg.Uri{Scheme: "sip", User: user, Host: l.c.s.host},
+		Params:      sipmsg.NewParams(),
+	}
+	from.Params.Add("tag", string(l.wire.at(l.wire.tag)))
+	return from
+}
+
+// requestURI is the INVITE's Request-URI, the dialog's remote target
+// until a Contact says otherwise.
+func (l *uac) requestURI() *sipmsg.Uri {
+	if l.inv != nil {
+		return l.inv.Recipient.Clone()
+	}
+	u := new(sipmsg.Uri)
+	if err := sipmsg.ParseUri(l.t.URI, u); err != nil {
+		return nil // build parsed it
+	}
+	return u
+}
+
+// sentTo is where the INVITE went, "" when sipgo worked it out.
+func (l *uac) sentTo() string {
+	if l.wire != nil {
+		return l.wire.to.String()
+	}
+	if l.inv != nil {
+		return l.inv.Destination()
+	}
+	return ""
 }
 
 // start sends the INVITE. It runs on the call's goroutine (Execute), whose
@@ -192,23 +261,19 @@ func (l *uac) start() {
 		l.fail(503, nil)
 		return
 	}
-	inv, client, code := l.build()
-	if code != 0 {
+	if code := l.build(); code != 0 {
 		l.fail(code, nil)
 		return
 	}
-	// Our Via, so that the leg is in members under its branch before
-	// any response can come; then what sipgo's client adds to every
-	// request (the local address to send from, Content-Length).
-	if err := sipgo.ClientRequestAddVia(client, inv); err == nil {
-		err = sipgo.ClientRequestBuild(client, inv)
-	}
-	l.inv = inv
-	l.branch, _ = inv.Via().Params.Get("branch")
+	inv := l.inv
 	l.c.s.members.add(l.branch, l)
 	l.status.set("calling", 0)
 	l.c.s.live.ringing.Add(1)
 	l.ringing = true
+	if l.wire != nil {
+		l.sent(l.wire.send(l.c.s.udpConn))
+		return
+	}
 	if writesAtOnce(inv) {
 		l.sent(l.c.s.write(inv))
 		return
@@ -294,7 +359,7 @@ func (l *uac) onResponse(res *sipmsg.Response) {
 		// The transaction ends here (Timer D is 0): a retransmitted
 		// failure is ACKed again from what failed keeps.
 		l.ackFailure(res)
-		l.c.s.rememberFailed(l.inv, l.t.URI)
+		l.rememberFailed()
 		l.leave()
 		l.fail(res.StatusCode, redirectTargets(res))
 	}
@@ -348,31 +413,21 @@ func (l *uac) sendCancel(a routing.CancelLeg) {
 	}
 	l.cancelSent = true
 	l.mu.Unlock()
-	inv := l.inv
-	req := sipmsg.NewRequest(sipmsg.CANCEL, *inv.Recipient.Clone())
-	req.AppendHeader(inv.Via().Clone())
-	for _, h := range inv.GetHeaders("Route") {
-		req.AppendHeader(sipmsg.NewHeader("Route", h.Value()))
-	}
-	req.AppendHeader(sipmsg.NewHeader("From", inv.From().Value()))
-	req.AppendHeader(sipmsg.NewHeader("To", inv.To().Value()))
-	cid := sipmsg.CallIDHeader(l.callID)
-	req.AppendHeader(&cid)
-	req.AppendHeader(&sipmsg.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: sipmsg.CANCEL})
-	mf := sipmsg.MaxForwardsHeader(70)
-	req.AppendHeader(&mf)
-	if a.Elsewhere {
-		req.AppendHeader(sipmsg.NewHeader("Reason", `SIP;cause=200;text="Call completed elsewhere"`))
-	}
-	req.SetTransport(inv.Transport())
-	if d := inv.Destination(); d != "" {
-		req.SetDestination(d)
-	}
-	req.Laddr = inv.Laddr
-	req.SetBody(nil)
 	l.log.Debug("cancelling leg", zap.Stringer("reason", a.Reason))
-	l.cancelReq = req
+	l.cancelElsewhere = a.Elsewhere
+	if w := l.wire; w != nil {
+		w.cancel = appendCancel(nil, w.ident(), inviteCSeq, a.Elsewhere)
+		l.writeWire(w.cancel, "CANCEL")
+		l.cancelGap = sipmsg.T1
+		l.cancelAt = time.Now().Add(l.cancelGap)
+		return
+	}
+	req := l.cancelRequest()
+	if req == nil {
+		return
+	}
 	if writesAtOnce(req) {
+		// UDP from an ephemeral socket (no UDP listener).
 		l.writeCancel(req, true)
 		l.cancelGap = sipmsg.T1
 		l.cancelAt = time.Now().Add(l.cancelGap)
@@ -381,6 +436,21 @@ func (l *uac) sendCancel(a routing.CancelLeg) {
 	// A connection-oriented member: the INVITE's connection, after
 	// whatever this leg still has queued on it; no retransmission.
 	l.inOrder(func() { l.writeCancel(req, false) })
+}
+
+// cancelRequest is the CANCEL for an INVITE sent as a Request.
+func (l *uac) cancelRequest() *sipmsg.Request {
+	inv := l.inv
+	req := asRequest(appendCancel(nil, identOf(inv), inv.CSeq().SeqNo, l.cancelElsewhere))
+	if req == nil {
+		return nil
+	}
+	req.SetTransport(inv.Transport())
+	if d := inv.Destination(); d != "" {
+		req.SetDestination(d)
+	}
+	req.Laddr = inv.Laddr
+	return req
 }
 
 // writeCancel sends (or resends) the leg's CANCEL: at once over UDP to a
@@ -419,9 +489,15 @@ func (l *uac) answer(res *sipmsg.Response) {
 	l.res = res
 	to := res.To()
 	l.remote = &sipmsg.ToHeader{DisplayName: to.DisplayName, Address: *to.Address.Clone(), Params: to.Params.Clone()}
-	l.remoteTarget = l.inv.Recipient.Clone()
+	if l.local == nil {
+		l.local = l.localParty()
+	}
+	l.remoteTarget = nil
 	if ct := res.Contact(); ct != nil {
 		l.remoteTarget = ct.Address.Clone()
+	}
+	if l.remoteTarget == nil {
+		l.remoteTarget = l.requestURI()
 	}
 	rr := res.GetHeaders("Record-Route")
 	l.routeSet = nil
@@ -511,7 +587,7 @@ func (l *uac) newAck(body []byte, ct string) *sipmsg.Request {
 		return nil
 	}
 	l.mu.Unlock()
-	ack := l.newRequest(sipmsg.ACK, l.inv.CSeq().SeqNo)
+	ack := l.newRequest(sipmsg.ACK, inviteCSeq)
 	setBody(ack, body, ct)
 	l.mu.Lock()
 	l.ack = ack
@@ -609,7 +685,7 @@ func (l *uac) fail(code int, contacts []string) {
 	// Nothing reads a failed leg's INVITE again (a 2xx for it is ACKed
 	// and BYEd from the response alone), and the leg stays in legOrder
 	// for the status API as long as the call lasts.
-	l.inv = nil
+	l.inv, l.wire = nil, nil
 	l.c.s.live.legs.Add(-1)
 	l.status.set("ended", code)
 	l.c.post(routing.LegFailed{Leg: l.id, Code: code, Contacts: contacts})
@@ -649,7 +725,7 @@ func redirectTargets(res *sipmsg.Response) []string {
 // ackAndBye ends a dialog a stray 2xx set up with us (RFC 3261
 // §13.2.2.4: every 2xx is ACKed, and one we do not want is then BYEd). It
 // is built from the response alone.
-func (s *Server) ackAndBye(client *sipgo.Client, res *sipmsg.Response, inv *sipmsg.Request) {
+func (s *Server) ackAndBye(client *sipgo.Client, res *sipmsg.Response, ruri *sipmsg.Uri, dest string) {
 	from, to, cid, cseq := res.From(), res.To(), res.CallID(), res.CSeq()
 	if from == nil || to == nil || cid == nil || cseq == nil {
 		return
@@ -664,8 +740,8 @@ func (s *Server) ackAndBye(client *sipgo.Client, res *sipmsg.Response, inv *sipm
 	}
 	if ct := res.Contact(); ct != nil {
 		d.remoteTarget = ct.Address.Clone()
-	} else if inv != nil {
-		d.remoteTarget = inv.Recipient.Clone()
+	} else if ruri != nil {
+		d.remoteTarget = ruri
 	} else {
 		return
 	}
@@ -675,9 +751,7 @@ func (s *Server) ackAndBye(client *sipgo.Client, res *sipmsg.Response, inv *sipm
 			d.routeSet = append(d.routeSet, *h.Address.Clone())
 		}
 	}
-	if inv != nil && inv.Destination() != "" {
-		d.destination = inv.Destination()
-	}
+	d.destination = dest
 	d.contact = s.contact(d.transport)
 	ack := d.newRequest(sipmsg.ACK, cseq.SeqNo)
 	ack.SetBody(nil)
@@ -738,14 +812,14 @@ func (s *Server) onStrayResponse(res *sipmsg.Response) {
 			}
 			return
 		}
-		s.ackAndBye(client, res, l.inv)
+		s.ackAndBye(client, res, l.requestURI(), l.sentTo())
 		return
 	}
 	if !s.recent.has(cid.Value()) {
 		return
 	}
 	s.log.Debug("ACK and BYE for a late 2xx", zap.String("call_id", cid.Value()))
-	s.ackAndBye(client, res, nil)
+	s.ackAndBye(client, res, nil, "")
 }
 
 // ackTarget is what an ACK for a failure needs of its INVITE besides the
@@ -754,6 +828,16 @@ func (s *Server) onStrayResponse(res *sipmsg.Response) {
 type ackTarget struct {
 	uri string
 	to  netip.AddrPort
+}
+
+// rememberFailed keeps, for linger, how to ACK a retransmission of the
+// failure the leg's INVITE just got.
+func (l *uac) rememberFailed() {
+	if w := l.wire; w != nil {
+		l.c.s.failed.put(&ackTarget{uri: l.t.URI, to: w.to}, l.branch)
+		return
+	}
+	l.c.s.rememberFailed(l.inv, l.t.URI)
 }
 
 // rememberFailed keeps, for linger, how to ACK a retransmission of the
@@ -791,11 +875,11 @@ func (s *Server) reAckFailure(res *sipmsg.Response) {
 	if err := sipmsg.ParseUri(t.uri, &ruri); err != nil {
 		return
 	}
-	ack := failureAck(ruri, via, res)
-	if ack == nil {
+	ack, ok := appendFailureAck(nil, []byte(ruri.String()), []byte(via.Value()), res)
+	if !ok {
 		return
 	}
-	if _, err := s.udpConn.WriteToUDPAddrPort([]byte(ack.String()), t.to); err != nil {
+	if _, err := s.udpConn.WriteToUDPAddrPort(ack, t.to); err != nil {
 		s.log.Debug("ACK for a retransmitted failure failed", zap.String("call_id", res.CallID().Value()), zap.Error(err))
 	}
 }
