@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/signal"
 	"reflect"
-	"runtime/debug"
 	"sync"
 	"syscall"
 
@@ -179,24 +178,6 @@ func (r *reloader) reload() ([]string, error) {
 		r.log.Info("config reloaded", fields...)
 	}
 	return restart, nil
-}
-
-// defaultGOGC is the GC target the daemon runs with unless GOGC is set.
-// Most of a call's garbage is sipgo's per-message allocations; at Go's 100
-// the collector's share of the core delayed responses by tens of ms from
-// ~600 calls/s. Measured with bench/sip (parallel group, direct media, one
-// core): CPU per call 1.13 -> 0.94 ms, the knee 600 -> 700 calls/s,
-// INVITE→180 p95 at 700/s 52 -> 16 ms, for about 20% more RSS at 600/s.
-const defaultGOGC = 400
-
-// gcDefault applies defaultGOGC; GOGC and GOMEMLIMIT in the environment
-// are the operator's to set and win.
-func gcDefault(log *zap.Logger) {
-	if os.Getenv("GOGC") != "" {
-		return
-	}
-	debug.SetGCPercent(defaultGOGC)
-	log.Debug("GC target", zap.Int("gogc", defaultGOGC))
 }
 
 // restartNeeded lists the settings a reload took but the running process
