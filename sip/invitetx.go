@@ -157,33 +157,48 @@ func (l *uac) arm(now time.Time) {
 	if l.provisional {
 		return
 	}
-	l.timeoutAt = now.Add(64 * sipmsg.T1)
+	l.timeoutAt = l.after(now, 64*sipmsg.T1)
 	if !sipmsg.IsReliable(l.transport) {
 		l.resendGap = sipmsg.T1
-		l.resendAt = now.Add(l.resendGap)
+		l.resendAt = l.after(now, l.resendGap)
 	}
+}
+
+// legTime is a moment of a leg's timers as nanoseconds since its call
+// began, on the monotonic clock; 0 is none (every timer is set for later
+// than the call's start). Eight bytes where a time.Time is 24: four of
+// those took uac past the 448-byte size class.
+type legTime int64
+
+// after is the legTime d after now.
+func (l *uac) after(now time.Time, d time.Duration) legTime {
+	return legTime(now.Add(d).Sub(l.c.start))
 }
 
 // proceeding: a provisional response stops Timers A and B (RFC 3261
 // §17.1.1.2); a leg that then rings too long is routing's to cancel.
 func (l *uac) proceeding() {
-	l.resendAt, l.timeoutAt = time.Time{}, time.Time{}
+	l.resendAt, l.timeoutAt = 0, 0
 }
 
 // deadline is the leg's next timer, zero for none.
 func (l *uac) deadline() time.Time {
-	var at time.Time
-	for _, t := range [...]time.Time{l.resendAt, l.timeoutAt, l.giveUpAt, l.cancelAt} {
-		if !t.IsZero() && (at.IsZero() || t.Before(at)) {
+	var at legTime
+	for _, t := range [...]legTime{l.resendAt, l.timeoutAt, l.giveUpAt, l.cancelAt} {
+		if t != 0 && (at == 0 || t < at) {
 			at = t
 		}
 	}
-	return at
+	if at == 0 {
+		return time.Time{}
+	}
+	return l.c.start.Add(time.Duration(at))
 }
 
 // onTimer runs the leg's timers that are due at now.
 func (l *uac) onTimer(now time.Time) {
-	due := func(t time.Time) bool { return !t.IsZero() && !now.Before(t) }
+	n := legTime(now.Sub(l.c.start))
+	due := func(t legTime) bool { return t != 0 && n >= t }
 	switch {
 	case !l.waiting:
 	case due(l.giveUpAt):
@@ -196,7 +211,7 @@ func (l *uac) onTimer(now time.Time) {
 		l.fail(408, nil)
 	case due(l.resendAt):
 		l.resendGap *= 2
-		l.resendAt = now.Add(l.resendGap)
+		l.resendAt = l.after(now, l.resendGap)
 		if w := l.wire; w != nil {
 			l.resent(w.send(l.c.s.udpConn))
 			break
@@ -211,7 +226,7 @@ func (l *uac) onTimer(now time.Time) {
 		// Timer E (§17.1.2.2): T1, doubling up to T2. Only over UDP to
 		// an address, where sendCancel sets it.
 		l.cancelGap = min(2*l.cancelGap, sipmsg.T2)
-		l.cancelAt = now.Add(l.cancelGap)
+		l.cancelAt = l.after(now, l.cancelGap)
 		if l.wire != nil {
 			l.writeWire(l.wire.cancel, "CANCEL")
 		} else if req := l.cancelRequest(); req != nil {

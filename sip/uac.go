@@ -44,16 +44,16 @@ type uac struct {
 
 	// The call's goroutine only: the INVITE client transaction (see
 	// invitetx.go), which the call's steps run (call.advance).
-	resendAt  time.Time
+	resendAt  legTime
 	resendGap time.Duration // Timer A
-	timeoutAt time.Time     // Timer B
-	giveUpAt  time.Time     // see giveUpIn
+	timeoutAt legTime       // Timer B
+	giveUpAt  legTime       // see giveUpIn
 	dialErr   error
 	// Our CANCEL's client transaction (RFC 3261 §17.1.2), also ours:
 	// over UDP it is sent again until a final response (Timer E, from
 	// wire.cancel); Timer F is giveUpAt, which ends the INVITE's
 	// transaction with it.
-	cancelAt  time.Time
+	cancelAt  legTime
 	cancelGap time.Duration
 	waiting   bool // the call's steps run the leg's timers
 	ringing   bool // counted in live.ringing
@@ -319,12 +319,12 @@ func (l *uac) sent(err error) {
 // after cancelGrace, and members that never answer the CANCEL with a final
 // response after 64*T1 (RFC 3261 §9.1): an INVITE transaction has no
 // timer left once it is Proceeding.
-func (l *uac) giveUpIn(d time.Duration) { l.giveUpAt = time.Now().Add(d) }
+func (l *uac) giveUpIn(d time.Duration) { l.giveUpAt = l.after(time.Now(), d) }
 
 // leave ends the leg's transaction: it no longer rings.
 func (l *uac) leave() {
 	l.waiting = false
-	l.resendAt, l.timeoutAt, l.giveUpAt, l.cancelAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	l.resendAt, l.timeoutAt, l.giveUpAt, l.cancelAt = 0, 0, 0, 0
 	if l.ringing {
 		l.ringing = false
 		l.c.s.live.ringing.Add(-1)
@@ -419,7 +419,7 @@ func (l *uac) sendCancel(a routing.CancelLeg) {
 		w.cancel = appendCancel(nil, w.ident(), inviteCSeq, a.Elsewhere)
 		l.writeWire(w.cancel, "CANCEL")
 		l.cancelGap = sipmsg.T1
-		l.cancelAt = time.Now().Add(l.cancelGap)
+		l.cancelAt = l.after(time.Now(), l.cancelGap)
 		return
 	}
 	req := l.cancelRequest()
@@ -430,7 +430,7 @@ func (l *uac) sendCancel(a routing.CancelLeg) {
 		// UDP from an ephemeral socket (no UDP listener).
 		l.writeCancel(req, true)
 		l.cancelGap = sipmsg.T1
-		l.cancelAt = time.Now().Add(l.cancelGap)
+		l.cancelAt = l.after(time.Now(), l.cancelGap)
 		return
 	}
 	// A connection-oriented member: the INVITE's connection, after
@@ -477,7 +477,7 @@ func (l *uac) writeCancel(req *sipmsg.Request, atOnce bool) {
 // transaction. The INVITE's own final response (487) ends the leg.
 func (l *uac) onCancelResponse(res *sipmsg.Response) {
 	if res.StatusCode >= 200 {
-		l.cancelAt = time.Time{}
+		l.cancelAt = 0
 	}
 }
 
