@@ -102,6 +102,7 @@ func (c *call) Execute(act routing.Action) {
 			c.runner.Post(routing.CallerAnswerFailed{})
 			return
 		}
+		c.a.fillDialog()
 		c.mu.Lock()
 		c.winner = l
 		c.mu.Unlock()

@@ -255,7 +255,7 @@ func (s *Server) startCall(cfg *config.Config, g *config.Group, req *sipmsg.Requ
 		s.writeRejected(req, 503, user)
 		return nil
 	}
-	c.a = newUAS(c, req, tx, tag)
+	c.a = newUAS(c, req, tx)
 	if s.pool != nil {
 		m, code := s.newCallMedia(c, req)
 		if code != 0 {

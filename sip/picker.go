@@ -96,7 +96,8 @@ func (s *Server) onPickup(cfg *config.Config, req *sipmsg.Request, tx sipmsg.Ser
 		refuse(404, "nothing ringing")
 		return
 	}
-	p := &picker{u: newUAS(c, req, tx, tag), user: user, group: c.group.Name}
+	p := &picker{u: newUAS(c, req, tx), user: user, group: c.group.Name}
+	p.u.fillDialog()
 	p.u.side = media.Member // the picker takes the members' place in the relay
 	c.mu.Lock()
 	busy := c.picker != nil
@@ -153,6 +154,7 @@ func (c *call) ringing() bool {
 // caller's offer (through the relay's member side), the caller 200 with
 // the picker's.
 func (c *call) connectPicker(leg routing.LegID) {
+	c.a.fillDialog()
 	c.mu.Lock()
 	p := c.picker
 	if p != nil {

@@ -35,12 +35,34 @@ type uas struct {
 	stopped   signal
 }
 
-func newUAS(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction, tag string) *uas {
+func newUAS(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction) *uas {
 	a := &uas{c: c, req: req, tx: tx}
-	from, to := req.From(), req.To()
 	a.callID = req.CallID().Value()
+	a.remoteCSeq = req.CSeq().SeqNo
+	a.transport = req.Transport()
+	a.client, _ = c.s.client(a.transport)
+	a.destination = req.Source()
+	a.contact = c.s.contact(a.transport)
+	a.side = media.Caller
+	return a
+}
+
+// fillDialog makes what in-dialog requests toward the caller need (our
+// From, their To, target and route set) out of its INVITE, once the call
+// is answered or bridged: until then nothing is sent inside the dialog,
+// and a ringing call would carry a copy of each of the INVITE's headers.
+// It runs before the call publishes its winner (c.mu), after which the
+// relay and hangUp read these.
+func (a *uas) fillDialog() {
+	a.dialog.mu.Lock()
+	defer a.dialog.mu.Unlock()
+	if a.local != nil {
+		return
+	}
+	req := a.req
+	from, to := req.From(), req.To()
 	a.local = &sipmsg.FromHeader{DisplayName: to.DisplayName, Address: *to.Address.Clone(), Params: to.Params.Clone()}
-	a.local.Params.Add("tag", tag)
+	a.local.Params.Add("tag", a.localTag())
 	a.remote = &sipmsg.ToHeader{DisplayName: from.DisplayName, Address: *from.Address.Clone(), Params: from.Params.Clone()}
 	if ct := req.Contact(); ct != nil {
 		a.remoteTarget = ct.Address.Clone()
@@ -50,13 +72,13 @@ func newUAS(c *call, req *sipmsg.Request, tx sipmsg.ServerTransaction, tag strin
 			a.routeSet = append(a.routeSet, *rr.Address.Clone())
 		}
 	}
-	a.remoteCSeq = req.CSeq().SeqNo
-	a.transport = req.Transport()
-	a.client, _ = c.s.client(a.transport)
-	a.destination = req.Source()
-	a.contact = c.s.contact(a.transport)
-	a.side = media.Caller
-	return a
+}
+
+// localTag is our To tag, which acceptInvite put into the INVITE itself
+// before anything answered it.
+func (a *uas) localTag() string {
+	t, _ := a.req.To().Params.Get("tag")
+	return t
 }
 
 // markFinal records, under a.mu, that the INVITE's final response is
@@ -221,6 +243,7 @@ func (a *uas) answer(b bridged) {
 // never ACKed (the peer then also gets BYE, RFC 3261 §13.3.1.4). It
 // reports whether the 200 went out.
 func (a *uas) ok(body []byte, ct string, onAck func(*sipmsg.Request), onFail func()) bool {
+	a.fillDialog() // the 200 sets the dialog up: BYE may follow
 	a.mu.Lock()
 	if a.final {
 		a.mu.Unlock()
