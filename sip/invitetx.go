@@ -213,7 +213,7 @@ func (l *uac) onTimer(now time.Time) {
 		l.resendGap *= 2
 		l.resendAt = l.after(now, l.resendGap)
 		if w := l.wire; w != nil {
-			l.resent(w.send(l.c.s.udpConn))
+			l.resent(w.send(l.c.s))
 			break
 		}
 		inv := l.inv
@@ -261,6 +261,7 @@ func (l *uac) ackFailure(res *sipmsg.Response) {
 	if w := l.wire; w != nil {
 		b := wireBufs.Get().(*bytes.Buffer)
 		defer wireBufs.Put(b)
+		b.Reset()
 		b.Grow(1024)
 		if ack, ok := appendFailureAck(b.AvailableBuffer(), w.at(w.ruri), w.at(w.via), res); ok {
 			l.writeWire(ack, "ACK")

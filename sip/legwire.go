@@ -2,7 +2,6 @@ package sip
 
 import (
 	"bytes"
-	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -24,6 +23,7 @@ import (
 type wireInvite struct {
 	head   []byte // request line and header fields, through the blank line
 	body   []byte // the offer, shared with the caller's INVITE or the relay
+	shared uint16 // where in head the server's own header fields go (Server.wireHeaders)
 	to     netip.AddrPort
 	cancel []byte // our CANCEL, once sent: Timer E sends it again
 	// Where in head: the Request-URI, and the values of the top Via,
@@ -98,10 +98,7 @@ func (s *Server) buildWire(p *inviteParts, to netip.AddrPort) *wireInvite {
 	b.WriteString("\r\nCSeq: 1 INVITE\r\nMax-Forwards: ")
 	b.WriteString(strconv.Itoa(p.maxForwards))
 	b.WriteString("\r\n")
-	for _, h := range []sipmsg.Header{s.contact("udp"), s.hdrAllow, s.hdrUserAgent} {
-		h.StringWrite(b)
-		b.WriteString("\r\n")
-	}
+	w.shared = uint16(b.Len())
 	if len(p.body) > 0 && p.contentType != "" {
 		b.WriteString("Content-Type: ")
 		b.WriteString(p.contentType)
@@ -136,14 +133,34 @@ func writeHostPort(b *bytes.Buffer, host string, port int) {
 	}
 }
 
-// send writes the INVITE (again) out of c.
-func (w *wireInvite) send(c *net.UDPConn) error {
+// wireHeaders are the header fields every leg's INVITE over UDP carries
+// the same (our Contact, Allow, User-Agent), written once: kept in each
+// leg's head they were a third of it.
+func (s *Server) wireHeaders() []byte {
+	var b bytes.Buffer
+	for _, h := range []sipmsg.Header{s.contact("udp"), s.hdrAllow, s.hdrUserAgent} {
+		h.StringWrite(&b)
+		b.WriteString("\r\n")
+	}
+	return b.Bytes()
+}
+
+// appendTo appends the INVITE as it goes on the wire, with the server's
+// shared header fields.
+func (w *wireInvite) appendTo(b, shared []byte) []byte {
+	b = append(b, w.head[:w.shared]...)
+	b = append(b, shared...)
+	b = append(b, w.head[w.shared:]...)
+	return append(b, w.body...)
+}
+
+// send writes the INVITE (again) out of s's UDP listener.
+func (w *wireInvite) send(s *Server) error {
 	b := wireBufs.Get().(*bytes.Buffer)
 	defer wireBufs.Put(b)
 	b.Reset()
-	b.Write(w.head)
-	b.Write(w.body)
-	_, err := c.WriteToUDPAddrPort(b.Bytes(), w.to)
+	b.Grow(len(w.head) + len(s.wireShared) + len(w.body))
+	_, err := s.udpConn.WriteToUDPAddrPort(w.appendTo(b.AvailableBuffer(), s.wireShared), w.to)
 	return err
 }
 

@@ -1,7 +1,6 @@
 package sip
 
 import (
-	"bytes"
 	"strconv"
 	"strings"
 	"testing"
@@ -38,7 +37,7 @@ func TestLegInviteSameAsBytesAndAsRequest(t *testing.T) {
 		var b []byte
 		switch {
 		case l.wire != nil && l.inv == nil:
-			b = append(bytes.Clone(l.wire.head), l.wire.body...)
+			b = l.wire.appendTo(nil, s.wireShared)
 		case l.inv != nil && l.wire == nil:
 			b = []byte(l.inv.String())
 		default:

@@ -85,6 +85,7 @@ type Server struct {
 	// made once: nothing changes a header once it is in a message, and
 	// each ringing leg kept two of its own.
 	hdrAllow, hdrUserAgent, hdrServer sipmsg.Header
+	wireShared                        []byte // see wireHeaders
 
 	ua  *sipgo.UserAgent
 	srv *sipgo.Server
@@ -362,6 +363,7 @@ func (s *Server) Start() error {
 	for _, tr := range []string{"udp", "tcp", "tls"} {
 		s.contacts[tr] = s.buildContact(tr)
 	}
+	s.wireShared = s.wireHeaders()
 	for _, f := range serve {
 		f()
 	}

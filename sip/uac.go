@@ -271,7 +271,7 @@ func (l *uac) start() {
 	l.c.s.live.ringing.Add(1)
 	l.ringing = true
 	if l.wire != nil {
-		l.sent(l.wire.send(l.c.s.udpConn))
+		l.sent(l.wire.send(l.c.s))
 		return
 	}
 	if writesAtOnce(inv) {
