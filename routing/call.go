@@ -31,14 +31,17 @@ const (
 )
 
 type leg struct {
-	id     LegID
-	target Target
-	ident  string        // who it rings, for ring_in_use and ringing a target once (memberIdentity)
-	group  *config.Group // whose answered_elsewhere applies to it
-	ring   *ring
-	start  time.Time
-	state  legState
-	rec    int // index into Call.rec.Legs
+	id LegID
+	// Its Group, Member and URI are in its LegRecord (rec); the rest of
+	// its Target went to sip in StartLeg, and only a redirect needs the
+	// display name again.
+	display string
+	ident   string        // who it rings, for ring_in_use and ringing a target once (memberIdentity)
+	group   *config.Group // whose answered_elsewhere applies to it
+	ring    *ring
+	start   time.Time
+	state   legState
+	rec     int // index into Call.rec.Legs
 }
 
 // holds reports whether a leg in state st keeps its member in use: while
@@ -304,14 +307,14 @@ func (c *Call) note(msg string) {
 func (c *Call) startLeg(r *ring, d dest) {
 	t := d.t
 	l := &leg{
-		id:     LegID(len(c.legs) + 1),
-		target: t,
-		ident:  d.ident,
-		group:  r.group,
-		ring:   r,
-		start:  c.now,
-		state:  legDone, // until setLeg below counts it in
-		rec:    len(c.rec.Legs),
+		id:      LegID(len(c.legs) + 1),
+		display: t.Display,
+		ident:   d.ident,
+		group:   r.group,
+		ring:    r,
+		start:   c.now,
+		state:   legDone, // until setLeg below counts it in
+		rec:     len(c.rec.Legs),
 	}
 	c.setLeg(l, legCalling)
 	c.legs = append(c.legs, l)
@@ -433,8 +436,8 @@ func (c *Call) win(l *leg) {
 	lr.Reason = "answered"
 	at := c.now
 	c.rec.Answer = &at
-	c.rec.AnsweredBy = l.target.Member
-	c.rec.AnsweredAt = l.target.URI
+	c.rec.AnsweredBy = lr.Member
+	c.rec.AnsweredAt = lr.URI
 	c.emit(AnswerCaller{Leg: l.id})
 	for _, o := range c.legs {
 		c.cancel(o, CancelAnsweredElsewhere)
@@ -457,15 +460,14 @@ func (c *Call) onPickedUp(ev PickedUp) {
 		group = c.grp.g.Name
 	}
 	l := &leg{
-		id:     LegID(len(c.legs) + 1),
-		target: Target{URI: ev.URI, Group: group, Member: "pickup:user:" + ev.By},
-		ident:  "user:" + ev.By,
-		start:  c.now,
-		state:  legDone,
-		rec:    len(c.rec.Legs),
+		id:    LegID(len(c.legs) + 1),
+		ident: "user:" + ev.By,
+		start: c.now,
+		state: legDone,
+		rec:   len(c.rec.Legs),
 	}
 	c.legs = append(c.legs, l)
-	c.rec.Legs = append(c.rec.Legs, LegRecord{Leg: l.id, Group: group, Member: l.target.Member, URI: ev.URI, Start: c.now, Code: 200, Reason: "picked up"})
+	c.rec.Legs = append(c.rec.Legs, LegRecord{Leg: l.id, Group: group, Member: "pickup:user:" + ev.By, URI: ev.URI, Start: c.now, Code: 200, Reason: "picked up"})
 	c.setLeg(l, legAnswered)
 	c.winner = l
 	c.phase = phaseAnswered
@@ -475,7 +477,7 @@ func (c *Call) onPickedUp(ev PickedUp) {
 	c.grp, c.fb = nil, nil
 	at := c.now
 	c.rec.Answer = &at
-	c.rec.AnsweredBy = l.target.Member
+	c.rec.AnsweredBy = c.rec.Legs[l.rec].Member
 	c.rec.AnsweredAt = ev.URI
 	c.note("picked up by " + ev.By)
 	c.emit(ConnectPicker{Leg: l.id})

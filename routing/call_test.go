@@ -150,3 +150,35 @@ func TestInUseSkipsOtherCallsOnly(t *testing.T) {
 		}
 	}
 }
+
+// A 3xx from a member with follow_forward rings its first Contact as a
+// new leg for the same member: the same group, member and From display
+// name, and nothing of the old leg's address (Destination, Transport).
+func TestRedirectRingsTheContactAsTheSameMember(t *testing.T) {
+	g := testGroup("all", 30*time.Second, "sip:a@x")
+	g.FollowForward = true
+	s := testSetup(g)
+	s.Caller.Display = "Alice"
+	c, acts := Start(t0, s)
+	acts = append(acts, c.Step(t0, Tick{})...)
+	first := startLegs(acts)
+	if len(first) != 1 || first[0].Target.Display != "Alice" {
+		t.Fatalf("first legs %+v, want one to sip:a@x with display Alice", first)
+	}
+	next := startLegs(c.Step(t0.Add(time.Second), LegFailed{Leg: first[0].Leg, Code: 302, Contacts: []string{"sip:a@elsewhere"}}))
+	want := first[0].Target
+	want.URI = "sip:a@elsewhere"
+	if len(next) != 1 || next[0].Target != want {
+		t.Fatalf("after the 302: legs %+v, want one with target %+v", next, want)
+	}
+}
+
+func startLegs(acts []Action) []StartLeg {
+	var out []StartLeg
+	for _, a := range acts {
+		if s, ok := a.(StartLeg); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -635,8 +635,7 @@ func (c *Call) ringLegFailed(l *leg, code int, contacts []string) {
 		if r.group.FollowForward && len(contacts) > 0 && r.redirects < maxRedirects {
 			r.redirects++
 			lr.Reason = "redirect"
-			t := l.target
-			t.URI, t.Destination, t.Transport = contacts[0], "", ""
+			t := Target{URI: contacts[0], Group: lr.Group, Member: lr.Member, Display: l.display}
 			// The new leg belongs to the same ring, so it stops at the
 			// member's original ring end, not after a fresh timeout; it
 			// is still the same member, so the same identity.
