@@ -2,7 +2,7 @@ package main
 
 import (
 	"runtime"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 
@@ -10,31 +10,48 @@ import (
 )
 
 func TestGCPercent(t *testing.T) {
+	const mib = 1 << 20
 	for _, c := range []struct {
+		name string
 		live uint64
+		rate float64 // bytes a second
 		want int
 	}{
-		{0, 400},
-		{4 << 20, 400},          // a busy daemon's short calls: the headroom caps at 400
-		{gcHeadroom / 4, 400},   // exactly 400's headroom
-		{gcHeadroom / 2, 200},   // halfway
-		{gcHeadroom, 100},       // Go's default from here on
-		{10 * gcHeadroom, 100},  // ten thousand ringing calls: never below 100
-		{gcHeadroom/3 + 1, 299}, // rounds down
+		{"nothing live yet", 0, 0, 400},
+		{"idle", 4 * mib, 0, 100},
+		{"3000 short calls a second", 40 * mib, 80 * mib, 400},
+		{"a quarter of 4 s of garbage live", 80 * mib, 80 * mib, 400},
+		{"half", 160 * mib, 80 * mib, 200},
+		{"ten thousand calls ringing, made at 500/s", 137 * mib, 15 * mib, 100},
+		{"rounds down", 3 * 40 * mib, 90 * mib, 300},
 	} {
-		if got := gcPercent(c.live); got != c.want {
-			t.Errorf("gcPercent(%d MiB) = %d, want %d", c.live>>20, got, c.want)
+		if got := gcPercent(c.live, c.rate); got != c.want {
+			t.Errorf("%s: gcPercent(%d MiB, %.0f MiB/s) = %d, want %d", c.name, c.live/mib, c.rate/mib, got, c.want)
 		}
 	}
 }
 
 // The tuner sets GOGC at start and again after each collection, from the
-// live heap then, and only when it changes.
+// live heap and the allocation rate over the cycle, and only when it
+// changes.
 func TestGCTunerRetunesAfterEachCollection(t *testing.T) {
-	var live atomic.Uint64
-	live.Store(4 << 20)
+	const mib = 1 << 20
+	var mu sync.Mutex
+	live, allocs, now := uint64(40*mib), uint64(0), time.Unix(1000, 0)
+	// state moves the fake heap and clock: the next collection sees
+	// the live heap and rate bytes allocated over one second.
+	state := func(l, rate uint64) {
+		mu.Lock()
+		live, allocs, now = l, allocs+rate, now.Add(time.Second)
+		mu.Unlock()
+	}
 	sets := make(chan int, 16)
-	tu := &gcTuner{live: live.Load, set: func(p int) int { sets <- p; return 0 }, log: zap.NewNop()}
+	tu := &gcTuner{
+		read: func() (uint64, uint64) { mu.Lock(); defer mu.Unlock(); return live, allocs },
+		now:  func() time.Time { mu.Lock(); defer mu.Unlock(); return now },
+		set:  func(p int) int { sets <- p; return 0 },
+		log:  zap.NewNop(),
+	}
 	t.Cleanup(func() { tu.stopped.Store(true) })
 	tu.tune()
 	tu.arm()
@@ -58,11 +75,12 @@ func TestGCTunerRetunesAfterEachCollection(t *testing.T) {
 		}
 		t.Fatalf("GOGC not set to %d after collections", want)
 	}
-	live.Store(gcHeadroom)
+	state(160*mib, 40*mib) // 160 MiB of 4 s of garbage: 100
 	next(100)
-	live.Store(gcHeadroom / 4)
+	state(40*mib, 80*mib)
 	next(400)
 	// The same heap again sets nothing.
+	state(40*mib, 80*mib)
 	runtime.GC()
 	runtime.GC()
 	select {
