@@ -166,7 +166,7 @@ func main() {
 	flag.IntVar(&o.nice, "nice", -20, "nice value of the SUT, SIPp and the bench (root only; 0: leave alone): a busy neighbour on the machine then barely disturbs a step")
 	kcore := flag.String("kamailio-core", strings.Join(kamailioCore, ";"), "extra Kamailio core settings, ;-separated")
 	flag.IntVar(&kamailioChildren, "kamailio-children", kamailioChildren, "Kamailio's UDP worker processes (children=)")
-	flag.IntVar(&o.portBase, "ports", 35000, "port base: SUT base+60/62, members base+71..73, caller base+80, admin base+81, rtpengine ng base+222, relay media ports base+1000..base+7999")
+	flag.IntVar(&o.portBase, "ports", 35000, "port base: SUT base+60/62, members base+71..73, caller base+80, admin base+81, rtpengine ng base+222, relay media ports base+1000..base+20999")
 	flag.StringVar(&o.pprof, "pprof", "", "with -rate: write a CPU profile of ringroute during the step here")
 	flag.StringVar(&o.trace, "trace", "", "with -rate: write a runtime trace of ringroute during the step here (go tool trace)")
 	flag.StringVar(&o.allocs, "allocs", "", "with -rate: write ringroute's allocations during the step here")

@@ -51,14 +51,16 @@ func newPorts(base int) ports {
 	return ports{
 		ringroute: base + 60, kamailio: base + 62, admin: base + 81, caller: base + 80,
 		m1: base + 71, m2: base + 72, m3: base + 73, ng: base + 222,
-		// 3500 RTP/RTCP pairs: a relayed call takes two, so 1750 calls at
-		// once (the linear group at 1000/s). ringroute and rtpengine never
+		// 10000 RTP/RTCP pairs: a relayed call takes two, so 5000 calls at
+		// once (the linear group at 2900/s; with 3500 pairs ringroute's
+		// relay knees were set by its 503s for an empty pool, at 0.54 of
+		// its core in the linear group). ringroute and rtpengine never
 		// run at the same time, so they share the range. It must not hold
 		// the SIP ports above: rtpengine binds with SO_REUSEADDR, as
 		// Kamailio does, and a media socket on Kamailio's SIP port takes
 		// its datagrams (calls then stop after a few hundred).
-		rrMediaLo: base + 1000, rrMediaHi: base + 7999,
-		rtpeLo: base + 1000, rtpeHi: base + 7999,
+		rrMediaLo: base + 1000, rrMediaHi: base + 20999,
+		rtpeLo: base + 1000, rtpeHi: base + 20999,
 	}
 }
 
