@@ -84,11 +84,11 @@ func (s *Server) admit(req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
 	return true
 }
 
-// serveInvite is the goroutine of an INVITE that came in over UDP, with
-// our transaction (udpReader.takeInvite counted it in bg): guard's
-// checks, then the handler. A call's first step runs here; the goroutine
-// returns once the call has nothing to do (it rings), and sipgo's
-// TerminateGracefully (handlerDone) waits for the call's end.
+// serveInvite handles an INVITE that came in over UDP, with our
+// transaction (udpReader.takeInvite counted it in bg), on a stepper
+// (inviteJob): guard's checks, then the handler. A call's first step runs
+// here; it returns once the call has nothing to do (it rings), and
+// handlerDone runs at the call's end.
 func (s *Server) serveInvite(req *sipmsg.Request, tx *inviteServerTx) {
 	defer s.bg.done()
 	if !s.admit(req, tx) {

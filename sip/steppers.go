@@ -23,7 +23,8 @@ type steppers struct {
 	stopped atomic.Bool
 }
 
-// stepper is what steppers step: a call.
+// stepper is what steppers step: a call, or a new INVITE's handler
+// (inviteJob).
 type stepper interface{ step() }
 
 // begin starts the steppers, if nothing has yet.
