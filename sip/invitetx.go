@@ -1,7 +1,6 @@
 package sip
 
 import (
-	"bytes"
 	"context"
 	"sync"
 	"time"
@@ -228,7 +227,7 @@ func (l *uac) onTimer(now time.Time) {
 		l.cancelGap = min(2*l.cancelGap, sipmsg.T2)
 		l.cancelAt = l.after(now, l.cancelGap)
 		if l.wire != nil {
-			l.writeWire(l.wire.cancel, "CANCEL")
+			l.writeWireCancel()
 		} else if req := l.cancelRequest(); req != nil {
 			l.writeCancel(req, true)
 		}
@@ -255,17 +254,23 @@ func (l *uac) writeWire(b []byte, what string) {
 	}
 }
 
+// writeWireCancel sends (or resends) the CANCEL of an INVITE kept as
+// bytes, made from them each time: Timer E seldom fires.
+func (l *uac) writeWireCancel() {
+	scratch(1024, func(b []byte) {
+		l.writeWire(appendCancel(b, l.wire.ident(), inviteCSeq, l.cancelElsewhere), "CANCEL")
+	})
+}
+
 // ackFailure ACKs a final failure of the leg's INVITE, as the transaction
 // does (RFC 3261 §17.1.1.3).
 func (l *uac) ackFailure(res *sipmsg.Response) {
 	if w := l.wire; w != nil {
-		b := wireBufs.Get().(*bytes.Buffer)
-		defer wireBufs.Put(b)
-		b.Reset()
-		b.Grow(1024)
-		if ack, ok := appendFailureAck(b.AvailableBuffer(), w.at(w.ruri), w.at(w.via), res); ok {
-			l.writeWire(ack, "ACK")
-		}
+		scratch(1024, func(b []byte) {
+			if ack, ok := appendFailureAck(b, w.at(w.ruri), w.at(w.via), res); ok {
+				l.writeWire(ack, "ACK")
+			}
+		})
 		return
 	}
 	inv := l.inv

@@ -25,7 +25,6 @@ type wireInvite struct {
 	body   []byte // the offer, shared with the caller's INVITE or the relay
 	shared uint16 // where in head the server's own header fields go (Server.wireHeaders)
 	to     netip.AddrPort
-	cancel []byte // our CANCEL, once sent: Timer E sends it again
 	// Where in head: the Request-URI, and the values of the top Via,
 	// From, To and Call-ID, which CANCEL and ACK repeat; the From tag.
 	ruri, via, from, toHdr, callID, tag span
@@ -154,13 +153,21 @@ func (w *wireInvite) appendTo(b, shared []byte) []byte {
 	return append(b, w.body...)
 }
 
-// send writes the INVITE (again) out of s's UDP listener.
-func (w *wireInvite) send(s *Server) error {
+// scratch lends f an empty slice with room for n bytes, from a pooled
+// buffer, for a datagram written before f returns.
+func scratch(n int, f func(b []byte)) {
 	b := wireBufs.Get().(*bytes.Buffer)
 	defer wireBufs.Put(b)
 	b.Reset()
-	b.Grow(len(w.head) + len(s.wireShared) + len(w.body))
-	_, err := s.udpConn.WriteToUDPAddrPort(w.appendTo(b.AvailableBuffer(), s.wireShared), w.to)
+	b.Grow(n)
+	f(b.AvailableBuffer())
+}
+
+// send writes the INVITE (again) out of s's UDP listener.
+func (w *wireInvite) send(s *Server) (err error) {
+	scratch(len(w.head)+len(s.wireShared)+len(w.body), func(b []byte) {
+		_, err = s.udpConn.WriteToUDPAddrPort(w.appendTo(b, s.wireShared), w.to)
+	})
 	return err
 }
 

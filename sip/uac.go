@@ -50,9 +50,8 @@ type uac struct {
 	giveUpAt  legTime       // see giveUpIn
 	dialErr   error
 	// Our CANCEL's client transaction (RFC 3261 §17.1.2), also ours:
-	// over UDP it is sent again until a final response (Timer E, from
-	// wire.cancel); Timer F is giveUpAt, which ends the INVITE's
-	// transaction with it.
+	// over UDP it is sent again until a final response (Timer E); Timer F
+	// is giveUpAt, which ends the INVITE's transaction with it.
 	cancelAt  legTime
 	cancelGap time.Duration
 	waiting   bool // the call's steps run the leg's timers
@@ -415,9 +414,8 @@ func (l *uac) sendCancel(a routing.CancelLeg) {
 	l.mu.Unlock()
 	l.log.Debug("cancelling leg", zap.Stringer("reason", a.Reason))
 	l.cancelElsewhere = a.Elsewhere
-	if w := l.wire; w != nil {
-		w.cancel = appendCancel(nil, w.ident(), inviteCSeq, a.Elsewhere)
-		l.writeWire(w.cancel, "CANCEL")
+	if l.wire != nil {
+		l.writeWireCancel()
 		l.cancelGap = sipmsg.T1
 		l.cancelAt = l.after(time.Now(), l.cancelGap)
 		return
