@@ -62,6 +62,16 @@ func (c *call) kick() {
 	}
 }
 
+// stepHere steps the call on the calling goroutine, now, unless one
+// steps it already (which then looks again, as after a kick).
+func (c *call) stepHere() {
+	if c.sched.CompareAndSwap(schedIdle, schedRunning) {
+		c.step()
+		return
+	}
+	c.kick()
+}
+
 // step advances the call until nothing is left for it, including anything
 // kicked meanwhile, and ends it once it is over.
 func (c *call) step() {

@@ -97,14 +97,21 @@ type legResponse struct {
 // Responses reach the call in the order they were delivered: UDP's in the
 // order they were read (udpReader), a stream's in its order.
 func (c *call) deliver(l *uac, res *sipmsg.Response) bool {
+	if !c.toInbox(l, res) {
+		return false
+	}
+	c.kick()
+	return true
+}
+
+// toInbox is deliver without the kick: the caller has the call stepped.
+func (c *call) toInbox(l *uac, res *sipmsg.Response) bool {
 	c.inboxMu.Lock()
+	defer c.inboxMu.Unlock()
 	if c.inboxDone {
-		c.inboxMu.Unlock()
 		return false
 	}
 	c.inbox = append(c.inbox, legResponse{l, res})
-	c.inboxMu.Unlock()
-	c.kick()
 	return true
 }
 

@@ -21,6 +21,7 @@ type steppers struct {
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	stopped atomic.Bool
+	single  bool // GOMAXPROCS was 1 at start
 }
 
 // stepper is what steppers step: a call, or a new INVITE's handler
@@ -43,9 +44,23 @@ func (p *steppers) run(c stepper) {
 	go c.step()
 }
 
+// behind reports whether a step handed to the steppers now would wait
+// behind others: some are queued already, or there is one P, on which no
+// stepper runs before the goroutine that hands the step over blocks (for
+// the UDP read loop: once it has read every datagram waiting). The read
+// loop then steps what sets a call up itself (udpReader.urgent).
+func (p *steppers) behind() bool {
+	p.once.Do(p.start)
+	if p.stopped.Load() {
+		return false
+	}
+	return p.single || len(p.q) > 0
+}
+
 func (p *steppers) start() {
 	p.q = make(chan stepper, 4096)
 	p.stop = make(chan struct{})
+	p.single = runtime.GOMAXPROCS(0) == 1
 	n := max(4, 2*runtime.GOMAXPROCS(0))
 	p.wg.Add(n)
 	for range n {

@@ -5,6 +5,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	sipmsg "github.com/emiago/sipgo/sip"
+
+	"github.com/ringroute/ringroute/routing"
 )
 
 type countStep struct {
@@ -55,5 +59,46 @@ func waitOrFail(t *testing.T, wg *sync.WaitGroup, what string) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatalf("%s: not all ran", what)
+	}
+}
+
+// blockStep holds a stepper until release is closed.
+type blockStep struct{ release <-chan struct{} }
+
+func (b blockStep) step() { <-b.release }
+
+// What sets a call up over UDP, a new INVITE and a member's answer, does
+// not wait behind steps queued before it (udpReader.urgent): with every
+// stepper held and more steps queued, the member still gets its INVITE
+// and the caller the 200. The rest of the call (the caller's ACK, its
+// BYE) waits for the steppers, and the call ends well once they are free.
+func TestCallIsSetUpWhileTheSteppersAreBusy(t *testing.T) {
+	caller, member := newPeer(t, "caller"), newPeer(t, "m1")
+	s, cdrs := startServer(t, groupConfig("all", member.uri("m1")), caller, member)
+
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	defer free() // before startServer's cleanup, which waits for the steppers
+	// 4 more than there are steppers: at least 4 stay queued.
+	for range max(4, 2*runtime.GOMAXPROCS(0)) + 4 {
+		s.steppers.run(blockStep{release})
+	}
+
+	caller.invite("600")
+	caller.response(100, wait)
+	inv := member.request(sipmsg.INVITE, wait)
+	member.reply(inv, 200, "m1tag", sdp)
+	ok := caller.response(200, wait)
+	member.request(sipmsg.ACK, wait)
+
+	free()
+	caller.ackFor(ok)
+	caller.inDialogBye(ok, 2)
+	caller.response(200, wait)
+	bye := member.request(sipmsg.BYE, wait)
+	member.reply(bye, 200, "", "")
+	if r := cdrs.wait(t, 1)[0]; r.Outcome != routing.OutcomeAnswered {
+		t.Errorf("CDR outcome %q, want answered", r.Outcome)
 	}
 }

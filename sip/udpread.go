@@ -112,6 +112,10 @@ func (u *udpReader) takeInvite(data []byte, from netip.AddrPort) bool {
 		tx.Terminate() // closing: dropped
 		return true
 	}
+	if u.s.steppers.behind() {
+		u.s.serveInvite(req, tx) // see urgent
+		return true
+	}
 	u.s.steppers.run(&inviteJob{u.s, req, tx})
 	return true
 }
@@ -206,12 +210,43 @@ func (u *udpReader) takeResponse(data []byte, from netip.AddrPort) bool {
 	// As sipgo's UDP transport marks what it reads.
 	res.SetTransport("UDP")
 	res.SetSource(unmapped(from).String())
-	if !l.c.deliver(l, res) {
+	if !l.c.toInbox(l, res) {
 		// Its call has just ended. A stray may be ACKed and BYEd, which
 		// must not hold up the read loop.
 		u.s.spawn(func() { u.s.onStrayResponse(res) })
+		return true
+	}
+	if urgent(res) && u.s.steppers.behind() {
+		l.c.stepHere()
+	} else {
+		l.c.kick()
 	}
 	return true
+}
+
+// urgent reports whether a leg's response sets its call up: a final
+// response to the INVITE (an answer, or a failure after which the next
+// member rings), but not the 487 that ends a leg we cancelled.
+//
+// What sets a call up is stepped on the read loop itself when the
+// steppers are behind (steppers.behind): a new INVITE's handler too
+// (takeInvite). SIPp, like many a trunk, sends in bursts, one per tick of
+// its clock, and each burst is read whole before the steppers run what it
+// queued: a call's answer or its first member's INVITE waited behind the
+// burst's 180s, 487s and CANCEL 200s, and behind the reading of the rest
+// of the burst. Stepped here, the answer and the fork go out in the order
+// their datagrams came in, and the rest waits for the steppers (parallel
+// group, five alternating pairs: at 1000 calls/s added setup p50 1.0–1.4
+// → 0.7–0.9 ms, p99 4.6–10.2 → 3.0–5.1 ms; at 1600/s p50 1.8–2.6 →
+// 1.1–1.4 ms, p99 11–23 → 6–11 ms). None of it blocks: a call's steps and an INVITE's
+// handler never wait (callwait.go), and what does wait (a BYE's
+// transaction, a dial by name) is on a goroutine of its own.
+func urgent(res *sipmsg.Response) bool {
+	if res.StatusCode < 200 || res.StatusCode == 487 {
+		return false
+	}
+	cseq := res.CSeq()
+	return cseq != nil && cseq.MethodName == sipmsg.INVITE
 }
 
 var crlf = []byte("\r\n")
