@@ -64,7 +64,7 @@ bench-quick: ## one bench step (SUT= SCENARIO= MEDIA= RATE= DURATION=), one line
 
 FUZZTIME ?= 1m
 # package:target for every go test -fuzz target in the tree.
-FUZZ_TARGETS := ./config:FuzzParse ./media:FuzzSDP ./sip:FuzzDatagram ./sip:FuzzProvisionalBranch ./sip:FuzzRequestBranch ./registrar:FuzzVerify ./routing:FuzzCall ./strategy:FuzzPlan
+FUZZ_TARGETS := ./config:FuzzParse ./media:FuzzSDP ./sip:FuzzDatagram ./sip:FuzzLightResponse ./sip:FuzzRequestBranch ./registrar:FuzzVerify ./routing:FuzzCall ./strategy:FuzzPlan
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 1m, one worker); a crash is saved under the package's testdata/fuzz
 	@set -e; for t in $(FUZZ_TARGETS); do \

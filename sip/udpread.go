@@ -29,25 +29,30 @@ type udpReader struct {
 	*net.UDPConn
 	s      *Server
 	parser *sipmsg.Parser // this read loop's alone
-	// trying stands for every 100 (Trying) to a leg's INVITE, and ringing
-	// for every 180 (Ringing) without a body. All a 100 tells a leg is that
-	// its INVITE arrived (RFC 3261 §17.1.1.2: Timers A and B stop), and all
-	// a bodiless 180 tells it is that the member rings (early media needs
-	// an SDP body, which takes the full parse): the leg reads nothing else
-	// of either, so they are not parsed. That is six parses fewer in a call
-	// to a 3-member group. Never written after newUDPReader.
-	trying, ringing *sipmsg.Response
+	// trying stands for every 100 (Trying) to a leg's INVITE, ringing
+	// for every 180 (Ringing) without a body, and cancelled for every 200
+	// to a leg's CANCEL. All a 100 tells a leg is that its INVITE arrived
+	// (RFC 3261 §17.1.1.2: Timers A and B stop), all a bodiless 180 tells
+	// it is that the member rings (early media needs an SDP body, which
+	// takes the full parse), and all the 200 tells it is that its CANCEL
+	// arrived (the 487 to the INVITE ends the leg): the leg reads nothing
+	// else of any, so they are not parsed (lightResponse). That is eight
+	// parses fewer in a call to a 3-member group. Never written after
+	// newUDPReader.
+	trying, ringing, cancelled *sipmsg.Response
 }
 
 func newUDPReader(s *Server, c *net.UDPConn) *udpReader {
-	standIn := func(code int, reason string) *sipmsg.Response {
+	standIn := func(code int, reason string, method sipmsg.RequestMethod) *sipmsg.Response {
 		r := sipmsg.NewResponse(code, reason)
-		r.AppendHeader(&sipmsg.CSeqHeader{SeqNo: 1, MethodName: sipmsg.INVITE})
+		r.AppendHeader(&sipmsg.CSeqHeader{SeqNo: 1, MethodName: method})
 		r.SetTransport("UDP")
 		return r
 	}
 	return &udpReader{UDPConn: c, s: s, parser: sipmsg.NewParser(),
-		trying: standIn(100, "Trying"), ringing: standIn(180, "Ringing")}
+		trying:    standIn(100, "Trying", sipmsg.INVITE),
+		ringing:   standIn(180, "Ringing", sipmsg.INVITE),
+		cancelled: standIn(200, "OK", sipmsg.CANCEL)}
 }
 
 // ReadFrom is what sipgo's read loop calls: the next datagram that is not
@@ -183,14 +188,18 @@ func unmapped(a netip.AddrPort) netip.AddrPort {
 
 // takeResponse delivers a response to a leg's INVITE or CANCEL to its call.
 func (u *udpReader) takeResponse(data []byte, from netip.AddrPort) bool {
-	if code, b := provisionalBranch(data); b != nil {
+	if code, b := lightResponse(data); b != nil {
+		// A CANCEL has its INVITE's branch (RFC 3261 §9.1).
 		if l := u.s.members.byBranch(b); l != nil {
 			res := u.trying
-			if code == 180 {
+			switch code {
+			case 180:
 				res = u.ringing
+			case 200:
+				res = u.cancelled
 			}
 			// For a call that has just ended there is nothing to do: a
-			// stray 1xx changes nothing.
+			// stray 1xx, or a stray 200 to a CANCEL, changes nothing.
 			l.c.deliver(l, res)
 			return true
 		}
@@ -251,18 +260,22 @@ func urgent(res *sipmsg.Response) bool {
 
 var crlf = []byte("\r\n")
 
-// provisionalBranch reads a 100 or a 180 to an INVITE, with no body,
-// without parsing the message: its status code and its top Via's branch.
-// The branch is nil when data is anything else, or anything about it is
-// unusual (a folded line, a top Via not of the form we write ours in, a
-// header line without a colon, a body), and the full parse takes it.
-func provisionalBranch(data []byte) (int, []byte) {
+// lightResponse reads a 100 or a 180 to an INVITE, or a 200 to a CANCEL,
+// with no body, without parsing the message: its status code and its top
+// Via's branch. The branch is nil when data is anything else, or anything
+// about it is unusual (a folded line, a top Via not of the form we write
+// ours in, a header line without a colon, a body), and the full parse
+// takes it.
+func lightResponse(data []byte) (int, []byte) {
 	var code int
+	method := "INVITE"
 	switch {
 	case bytes.HasPrefix(data, []byte("SIP/2.0 100 ")):
 		code = 100
 	case bytes.HasPrefix(data, []byte("SIP/2.0 180 ")):
 		code = 180
+	case bytes.HasPrefix(data, []byte("SIP/2.0 200 ")):
+		code, method = 200, "CANCEL"
 	default:
 		return 0, nil
 	}
@@ -272,7 +285,7 @@ func provisionalBranch(data []byte) (int, []byte) {
 	}
 	rest := data[i+2:]
 	var branch []byte
-	var via, invite bool
+	var via, cseq bool
 	for {
 		i := bytes.Index(rest, crlf)
 		if i < 0 {
@@ -312,22 +325,22 @@ func provisionalBranch(data []byte) (int, []byte) {
 				return 0, nil
 			}
 		case bytes.EqualFold(name, []byte("cseq")):
-			// "1 INVITE", as we wrote it.
-			n, method, ok := bytes.Cut(value, []byte(" "))
-			if !ok || len(n) == 0 || !allDigits(n) || string(method) != "INVITE" {
+			// "1 INVITE" or "1 CANCEL", as we wrote it.
+			n, m, ok := bytes.Cut(value, []byte(" "))
+			if !ok || len(n) == 0 || !allDigits(n) || string(m) != method {
 				return 0, nil
 			}
-			invite = true
+			cseq = true
 		}
 	}
-	if !invite || len(rest) > 0 {
+	if !cseq || len(rest) > 0 {
 		return 0, nil
 	}
 	return code, branch
 }
 
 // requestBranch is the top Via's branch of a request, read off the
-// datagram as provisionalBranch reads a response's; nil when anything
+// datagram as lightResponse reads a response's; nil when anything
 // about the headers before it is unusual, and the full parse decides.
 func requestBranch(data []byte) []byte {
 	i := bytes.Index(data, crlf)

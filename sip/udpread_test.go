@@ -13,8 +13,8 @@ import (
 
 // TestUDPReaderTakesLegResponses: a response to a leg's INVITE or CANCEL
 // goes from the socket straight to its call's inbox, marked as sipgo marks
-// what it reads (a 100 or a bodiless 180 to an INVITE as the reader's
-// unparsed stand-ins), in the order it came; everything else (a request, a
+// what it reads (a 100 or a bodiless 180 to an INVITE, and a 200 to a
+// CANCEL, as the reader's unparsed stand-ins), in the order it came; everything else (a request, a
 // response to no leg, what does not parse) is handed on to sipgo with its
 // sender's address.
 func TestUDPReaderTakesLegResponses(t *testing.T) {
@@ -104,10 +104,10 @@ func TestUDPReaderTakesLegResponses(t *testing.T) {
 		if q[i].leg != leg || res.StatusCode != w.code || string(res.CSeq().MethodName) != w.method {
 			t.Errorf("response %d: %d %s for leg %p, want %d %s for %p", i, res.StatusCode, res.CSeq().MethodName, q[i].leg, w.code, w.method, leg)
 		}
-		if i < 2 {
-			// The 100 and the bodiless 180 are not parsed: the
-			// reader's stand-ins take their places.
-			if standIn := []*sipmsg.Response{r.trying, r.ringing}[i]; res != standIn {
+		if i < 3 {
+			// The 100, the bodiless 180 and the CANCEL's 200 are not
+			// parsed: the reader's stand-ins take their places.
+			if standIn := []*sipmsg.Response{r.trying, r.ringing, r.cancelled}[i]; res != standIn {
 				t.Errorf("response %d: the %d was parsed, want the reader's stand-in", i, w.code)
 			}
 			continue
@@ -124,10 +124,10 @@ func TestUDPReaderTakesLegResponses(t *testing.T) {
 	}
 }
 
-// provisionalBranch finds the status and the top Via's branch of a 100 or a
-// 180 to an INVITE the way the parser would, and gives up (nil, the full
-// parse) on anything else.
-func TestProvisionalBranch(t *testing.T) {
+// lightResponse finds the status and the top Via's branch of a 100 or a
+// 180 to an INVITE, or a 200 to a CANCEL, the way the parser would, and
+// gives up (nil, the full parse) on anything else.
+func TestLightResponse(t *testing.T) {
 	msg := func(status string, headers ...string) []byte {
 		return []byte(status + "\r\n" + strings.Join(headers, "\r\n") + "\r\n\r\n")
 	}
@@ -150,9 +150,16 @@ func TestProvisionalBranch(t *testing.T) {
 		{"183", msg("SIP/2.0 183 Session Progress", via, cseq), ""},
 		{"180 with a body", append(msg("SIP/2.0 180 Ringing", via, cseq, "Content-Length: 3"), "v=0"...), ""},
 		{"180 with a body and no Content-Length", append(msg("SIP/2.0 180 Ringing", via, cseq), "v=0"...), ""},
-		{"200", msg("SIP/2.0 200 OK", via, cseq), ""},
+		{"200 to an INVITE", msg("SIP/2.0 200 OK", via, cseq), ""},
+		{"200 to a CANCEL", msg("SIP/2.0 200 OK", via, "CSeq: 1 CANCEL", "Content-Length: 0"), "z9hG4bK-a1"},
+		{"200 to a CANCEL, compact", msg("SIP/2.0 200 OK", "v: SIP/2.0/UDP a;branch=z9hG4bK-c", "cseq: 1 CANCEL", "l: 0"), "z9hG4bK-c"},
+		{"200 to a CANCEL with a body", append(msg("SIP/2.0 200 OK", via, "CSeq: 1 CANCEL", "Content-Length: 3"), "v=0"...), ""},
+		{"200 to a BYE", msg("SIP/2.0 200 OK", via, "CSeq: 2 BYE"), ""},
+		{"487 to an INVITE", msg("SIP/2.0 487 Request Terminated", via, cseq), ""},
+		{"2000 is not 200", msg("SIP/2.0 2000 Odd", via, "CSeq: 1 CANCEL"), ""},
 		{"1000 is not 100", msg("SIP/2.0 1000 Odd", via, cseq), ""},
 		{"100 to a CANCEL", msg("SIP/2.0 100 Trying", via, "CSeq: 1 CANCEL"), ""},
+		{"180 to a CANCEL", msg("SIP/2.0 180 Ringing", via, "CSeq: 1 CANCEL"), ""},
 		{"no CSeq", msg("SIP/2.0 100 Trying", via), ""},
 		{"not our Via's form", msg("SIP/2.0 100 Trying", "Via: SIP/2.0/TCP 127.0.0.1;branch=z9hG4bK-a1", cseq), ""},
 		{"not a branch of ours", msg("SIP/2.0 100 Trying", "Via: SIP/2.0/UDP 127.0.0.1;branch=1234", cseq), ""},
@@ -166,7 +173,7 @@ func TestProvisionalBranch(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, got := provisionalBranch(tt.data)
+			code, got := lightResponse(tt.data)
 			if tt.want == "" {
 				if got != nil {
 					t.Errorf("got %d %q, want nil", code, got)
@@ -183,17 +190,22 @@ func TestProvisionalBranch(t *testing.T) {
 	}
 }
 
-// FuzzProvisionalBranch: whatever provisionalBranch reads as a 100 or a
-// 180 to an INVITE, the full parser reads the same way, with no body and
-// the same top Via branch where it reads one.
-func FuzzProvisionalBranch(f *testing.F) {
+// FuzzLightResponse: whatever lightResponse reads as a 100 or a 180 to an
+// INVITE, or a 200 to a CANCEL, the full parser reads the same way, with
+// no body and the same top Via branch where it reads one.
+func FuzzLightResponse(f *testing.F) {
 	f.Add([]byte("SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-a1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"))
+	f.Add([]byte("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-a1\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n"))
 	f.Add([]byte("SIP/2.0 100 Trying\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-a1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"))
 	f.Add([]byte("SIP/2.0 100 Trying\r\nv: SIP/2.0/UDP a;branch=z9hG4bK-x, SIP/2.0/UDP b\r\ncseq: 2 INVITE\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		code, b := provisionalBranch(data)
+		code, b := lightResponse(data)
 		if b == nil {
 			return
+		}
+		method := sipmsg.INVITE
+		if code == 200 {
+			method = sipmsg.CANCEL
 		}
 		msg, err := sipmsg.NewParser().ParseSIP(data)
 		if err != nil {
@@ -201,16 +213,17 @@ func FuzzProvisionalBranch(f *testing.F) {
 		}
 		res, ok := msg.(*sipmsg.Response)
 		if !ok || res.StatusCode != code || len(res.Body()) != 0 {
-			t.Fatalf("provisionalBranch took %q as %d, the parser reads %q", data, code, msg.String())
+			t.Fatalf("lightResponse took %q as %d, the parser reads %q", data, code, msg.String())
 		}
-		if cs := res.CSeq(); cs == nil || cs.MethodName != sipmsg.INVITE {
-			t.Fatalf("provisionalBranch took %q, the parser reads CSeq %v", data, cs)
+		if cs := res.CSeq(); cs == nil || cs.MethodName != method {
+			t.Fatalf("lightResponse took %q as a response to %s, the parser reads CSeq %v", data, method, cs)
 		}
 		// A top Via the parser cannot read (a sent-by like "0:") loses
-		// its branch there; the scanner takes the 1xx anyway, which at
-		// worst stops a leg's Timer A, as a 1xx should.
+		// its branch there; the scanner takes the response anyway, which
+		// at worst stops a leg's Timer A, as a 1xx should, or its
+		// CANCEL's retransmissions, as a 200 to it should.
 		if got := viaBranch(res); got != "" && got != string(b) {
-			t.Fatalf("provisionalBranch read branch %q of %q, the parser %q", b, data, got)
+			t.Fatalf("lightResponse read branch %q of %q, the parser %q", b, data, got)
 		}
 	})
 }
