@@ -137,7 +137,7 @@ func (c *call) advance() (over bool) {
 		}
 		if q := c.takeInbox(); len(q) > 0 {
 			for i, r := range q {
-				c.onLegResponse(r.leg, r.res)
+				c.onLegResponse(r)
 				q[i] = legResponse{} // the buffer is reused: keep no message alive
 			}
 			busy = true
@@ -186,6 +186,14 @@ func (c *call) advance() (over bool) {
 func (c *call) end() {
 	c.ending = true
 	for _, r := range c.closeInbox() {
+		if r.to != nil {
+			// A failure read unparsed, which its leg never took: it is
+			// owed its ACK all the same.
+			if r.leg.wire != nil || r.leg.inv != nil {
+				r.leg.ackFailure(r.res, r.to)
+			}
+			continue
+		}
 		c.s.onStrayResponse(r.res)
 	}
 	if c.alarm != nil {
@@ -198,12 +206,18 @@ func (c *call) end() {
 }
 
 // onLegResponse takes one response to a leg's INVITE or CANCEL.
-func (c *call) onLegResponse(l *uac, res *sipmsg.Response) {
+func (c *call) onLegResponse(r legResponse) {
+	l, res := r.leg, r.res
 	switch {
 	case res.CSeq().MethodName == sipmsg.CANCEL:
 		l.onCancelResponse(res)
 	case l.live():
-		l.onResponse(res)
+		l.onResponse(res, r.to)
+	case r.to != nil:
+		// A copy of a failure that ended the leg, read unparsed: it came
+		// before our ACK of the first one could reach the member. A copy
+		// sent after that reaches onStrayResponse through the parser
+		// (the leg is no longer in members) and is ACKed from s.failed.
 	default:
 		c.s.onStrayResponse(res)
 	}

@@ -89,6 +89,7 @@ func (s *Server) onResponse(res *sipmsg.Response) {
 type legResponse struct {
 	leg *uac
 	res *sipmsg.Response
+	to  []byte // a failure's To, when res stands in for it (toInbox)
 }
 
 // deliver queues res for the call, whose next step takes it, and kicks
@@ -97,7 +98,7 @@ type legResponse struct {
 // Responses reach the call in the order they were delivered: UDP's in the
 // order they were read (udpReader), a stream's in its order.
 func (c *call) deliver(l *uac, res *sipmsg.Response) bool {
-	if !c.toInbox(l, res) {
+	if !c.toInbox(l, res, nil) {
 		return false
 	}
 	c.kick()
@@ -105,13 +106,15 @@ func (c *call) deliver(l *uac, res *sipmsg.Response) bool {
 }
 
 // toInbox is deliver without the kick: the caller has the call stepped.
-func (c *call) toInbox(l *uac, res *sipmsg.Response) bool {
+// to is the To of a failure the read loop took unparsed, res its
+// stand-in (udpReader.takeResponse); nil for the rest.
+func (c *call) toInbox(l *uac, res *sipmsg.Response, to []byte) bool {
 	c.inboxMu.Lock()
 	defer c.inboxMu.Unlock()
 	if c.inboxDone {
 		return false
 	}
-	c.inbox = append(c.inbox, legResponse{l, res})
+	c.inbox = append(c.inbox, legResponse{l, res, to})
 	return true
 }
 
@@ -270,10 +273,17 @@ func (l *uac) writeWireCancel() {
 }
 
 // ackFailure ACKs a final failure of the leg's INVITE, as the transaction
-// does (RFC 3261 §17.1.1.3).
-func (l *uac) ackFailure(res *sipmsg.Response) {
+// does (RFC 3261 §17.1.1.3). to is the failure's To as it came, when the
+// read loop took it unparsed (res is then its stand-in, lightResponse).
+func (l *uac) ackFailure(res *sipmsg.Response, to []byte) {
 	if w := l.wire; w != nil {
 		scratch(1024, func(b []byte) {
+			if to != nil {
+				id := w.ident()
+				id.to = to
+				l.writeWire(appendAckOf(b, id, inviteCSeq), "ACK")
+				return
+			}
 			if ack, ok := appendFailureAck(b, w.at(w.ruri), w.at(w.via), res); ok {
 				l.writeWire(ack, "ACK")
 			}
@@ -281,7 +291,15 @@ func (l *uac) ackFailure(res *sipmsg.Response) {
 		return
 	}
 	inv := l.inv
-	b, ok := appendFailureAck(nil, []byte(inv.Recipient.String()), []byte(inv.Via().Value()), res)
+	var b []byte
+	ok := true
+	if to != nil {
+		id := identOf(inv)
+		id.to = to
+		b = appendAckOf(nil, id, inv.CSeq().SeqNo)
+	} else {
+		b, ok = appendFailureAck(nil, []byte(inv.Recipient.String()), []byte(inv.Via().Value()), res)
+	}
 	if !ok {
 		return
 	}

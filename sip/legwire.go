@@ -225,19 +225,27 @@ func appendFailureAck(b, ruri, via []byte, res *sipmsg.Response) (_ []byte, ok b
 	if len(via) == 0 || from == nil || to == nil || cid == nil || cseq == nil {
 		return b, false
 	}
+	id := inviteIdent{ruri: ruri, via: via, from: []byte(from.Value()), to: []byte(to.Value()), callID: []byte(cid.Value())}
+	return appendAckOf(b, id, cseq.SeqNo), true
+}
+
+// appendAckOf appends the ACK for a failure to the INVITE id names, whose
+// CSeq number is seq, with id.to the failure's To (RFC 3261 §17.1.1.3:
+// the To of the response, tag and all; the rest the INVITE's).
+func appendAckOf(b []byte, id inviteIdent, seq uint32) []byte {
 	b = append(b, "ACK "...)
-	b = append(b, ruri...)
+	b = append(b, id.ruri...)
 	b = append(b, " SIP/2.0\r\nVia: "...)
-	b = append(b, via...)
+	b = append(b, id.via...)
 	b = append(b, "\r\nFrom: "...)
-	b = append(b, from.Value()...)
+	b = append(b, id.from...)
 	b = append(b, "\r\nTo: "...)
-	b = append(b, to.Value()...)
+	b = append(b, id.to...)
 	b = append(b, "\r\nCall-ID: "...)
-	b = append(b, cid.Value()...)
+	b = append(b, id.callID...)
 	b = append(b, "\r\nCSeq: "...)
-	b = strconv.AppendUint(b, uint64(cseq.SeqNo), 10)
-	return append(b, " ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"...), true
+	b = strconv.AppendUint(b, uint64(seq), 10)
+	return append(b, " ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"...)
 }
 
 // asRequest parses bytes this file built, for a leg whose requests go

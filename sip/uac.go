@@ -330,8 +330,9 @@ func (l *uac) leave() {
 	}
 }
 
-// onResponse takes one response of the INVITE's transaction.
-func (l *uac) onResponse(res *sipmsg.Response) {
+// onResponse takes one response of the INVITE's transaction (to: see
+// ackFailure).
+func (l *uac) onResponse(res *sipmsg.Response, to []byte) {
 	switch {
 	case res.StatusCode < 200:
 		l.mu.Lock()
@@ -357,7 +358,7 @@ func (l *uac) onResponse(res *sipmsg.Response) {
 	default:
 		// The transaction ends here (Timer D is 0): a retransmitted
 		// failure is ACKed again from what failed keeps.
-		l.ackFailure(res)
+		l.ackFailure(res, to)
 		l.rememberFailed()
 		l.leave()
 		l.fail(res.StatusCode, redirectTargets(res))

@@ -40,19 +40,26 @@ type udpReader struct {
 	// parses fewer in a call to a 3-member group. Never written after
 	// newUDPReader.
 	trying, ringing, cancelled *sipmsg.Response
+	// failures stand for failures to a leg's INVITE by code (failure),
+	// made on the read loop as they first come; each, once made, is
+	// never written again.
+	failures map[int]*sipmsg.Response
 }
 
 func newUDPReader(s *Server, c *net.UDPConn) *udpReader {
-	standIn := func(code int, reason string, method sipmsg.RequestMethod) *sipmsg.Response {
-		r := sipmsg.NewResponse(code, reason)
-		r.AppendHeader(&sipmsg.CSeqHeader{SeqNo: 1, MethodName: method})
-		r.SetTransport("UDP")
-		return r
-	}
-	return &udpReader{UDPConn: c, s: s, parser: sipmsg.NewParser(),
-		trying:    standIn(100, "Trying", sipmsg.INVITE),
-		ringing:   standIn(180, "Ringing", sipmsg.INVITE),
-		cancelled: standIn(200, "OK", sipmsg.CANCEL)}
+	u := &udpReader{UDPConn: c, s: s, parser: sipmsg.NewParser()}
+	u.trying = u.standIn(100, "Trying", sipmsg.INVITE)
+	u.ringing = u.standIn(180, "Ringing", sipmsg.INVITE)
+	u.cancelled = u.standIn(200, "OK", sipmsg.CANCEL)
+	return u
+}
+
+// standIn is a response read unparsed: a status and a CSeq method.
+func (u *udpReader) standIn(code int, reason string, method sipmsg.RequestMethod) *sipmsg.Response {
+	r := sipmsg.NewResponse(code, reason)
+	r.AppendHeader(&sipmsg.CSeqHeader{SeqNo: 1, MethodName: method})
+	r.SetTransport("UDP")
+	return r
 }
 
 // ReadFrom is what sipgo's read loop calls: the next datagram that is not
@@ -188,20 +195,31 @@ func unmapped(a netip.AddrPort) netip.AddrPort {
 
 // takeResponse delivers a response to a leg's INVITE or CANCEL to its call.
 func (u *udpReader) takeResponse(data []byte, from netip.AddrPort) bool {
-	if code, b := lightResponse(data); b != nil {
+	if code, b, to := lightResponse(data); b != nil {
 		// A CANCEL has its INVITE's branch (RFC 3261 §9.1).
 		if l := u.s.members.byBranch(b); l != nil {
-			res := u.trying
-			switch code {
-			case 180:
-				res = u.ringing
-			case 200:
-				res = u.cancelled
+			if code >= 400 {
+				res := u.failure(code)
+				if l.c.toInbox(l, res, bytes.Clone(to)) {
+					u.stepOrKick(l.c, res)
+					return true
+				}
+				// Its call has just ended: parsed below, the failure
+				// goes to onStrayResponse, which ACKs it.
+			} else {
+				res := u.trying
+				switch code {
+				case 180:
+					res = u.ringing
+				case 200:
+					res = u.cancelled
+				}
+				// For a call that has just ended there is nothing to
+				// do: a stray 1xx, or a stray 200 to a CANCEL, changes
+				// nothing.
+				l.c.deliver(l, res)
+				return true
 			}
-			// For a call that has just ended there is nothing to do: a
-			// stray 1xx, or a stray 200 to a CANCEL, changes nothing.
-			l.c.deliver(l, res)
-			return true
 		}
 	}
 	msg, err := u.parser.ParseSIP(data)
@@ -219,18 +237,39 @@ func (u *udpReader) takeResponse(data []byte, from netip.AddrPort) bool {
 	// As sipgo's UDP transport marks what it reads.
 	res.SetTransport("UDP")
 	res.SetSource(unmapped(from).String())
-	if !l.c.toInbox(l, res) {
+	if !l.c.toInbox(l, res, nil) {
 		// Its call has just ended. A stray may be ACKed and BYEd, which
 		// must not hold up the read loop.
 		u.s.spawn(func() { u.s.onStrayResponse(res) })
 		return true
 	}
-	if urgent(res) && u.s.steppers.behind() {
-		l.c.stepHere()
-	} else {
-		l.c.kick()
-	}
+	u.stepOrKick(l.c, res)
 	return true
+}
+
+// stepOrKick has c stepped for the response just put in its inbox: here
+// if the response is urgent and the steppers are behind, else by them.
+func (u *udpReader) stepOrKick(c *call, res *sipmsg.Response) {
+	if urgent(res) && u.s.steppers.behind() {
+		c.stepHere()
+	} else {
+		c.kick()
+	}
+}
+
+// failure is the stand-in for a failure to a leg's INVITE with this
+// code, read unparsed (lightResponse): its status and CSeq method are all
+// a leg reads of it but its To, which goes with it (legResponse.to).
+func (u *udpReader) failure(code int) *sipmsg.Response {
+	if r := u.failures[code]; r != nil {
+		return r
+	}
+	r := u.standIn(code, reasonPhrase(code), sipmsg.INVITE)
+	if u.failures == nil {
+		u.failures = map[int]*sipmsg.Response{}
+	}
+	u.failures[code] = r
+	return r
 }
 
 // urgent reports whether a leg's response sets its call up: a final
@@ -260,14 +299,15 @@ func urgent(res *sipmsg.Response) bool {
 
 var crlf = []byte("\r\n")
 
-// lightResponse reads a 100 or a 180 to an INVITE, or a 200 to a CANCEL,
-// with no body, without parsing the message: its status code and its top
-// Via's branch. The branch is nil when data is anything else, or anything
-// about it is unusual (a folded line, a top Via not of the form we write
-// ours in, a header line without a colon, a body), and the full parse
-// takes it.
-func lightResponse(data []byte) (int, []byte) {
-	var code int
+// lightResponse reads a 100 or a 180 to an INVITE, a 200 to a CANCEL or
+// a 4xx, 5xx or 6xx to an INVITE, with no body, without parsing the
+// message: its status code, its top Via's branch and, for a failure, the
+// value of its To (which the ACK repeats, RFC 3261 §17.1.1.3). The branch
+// is nil when data is anything else, or anything about it is unusual (a
+// folded line, a top Via not of the form we write ours in, a header line
+// without a colon, a failure with no To or two, a body), and the full
+// parse takes it. A 3xx is parsed: its Contacts are where to ring.
+func lightResponse(data []byte) (code int, branch, to []byte) {
 	method := "INVITE"
 	switch {
 	case bytes.HasPrefix(data, []byte("SIP/2.0 100 ")):
@@ -276,20 +316,22 @@ func lightResponse(data []byte) (int, []byte) {
 		code = 180
 	case bytes.HasPrefix(data, []byte("SIP/2.0 200 ")):
 		code, method = 200, "CANCEL"
+	case len(data) > 12 && bytes.HasPrefix(data, statusLinePrefix) && data[11] == ' ' &&
+		'4' <= data[8] && data[8] <= '6' && allDigits(data[9:11]):
+		code = int(data[8]-'0')*100 + int(data[9]-'0')*10 + int(data[10]-'0')
 	default:
-		return 0, nil
+		return 0, nil, nil
 	}
 	i := bytes.Index(data, crlf)
 	if i < 0 {
-		return 0, nil
+		return 0, nil, nil
 	}
 	rest := data[i+2:]
-	var branch []byte
-	var via, cseq bool
+	var via, cseq, toSeen bool
 	for {
 		i := bytes.Index(rest, crlf)
 		if i < 0 {
-			return 0, nil // no end of the headers
+			return 0, nil, nil // no end of the headers
 		}
 		line := rest[:i]
 		rest = rest[i+2:]
@@ -297,11 +339,11 @@ func lightResponse(data []byte) (int, []byte) {
 			break
 		}
 		if line[0] == ' ' || line[0] == '\t' {
-			return 0, nil // a folded header line (RFC 3261 §7.3.1)
+			return 0, nil, nil // a folded header line (RFC 3261 §7.3.1)
 		}
 		c := bytes.IndexByte(line, ':')
 		if c < 0 {
-			return 0, nil
+			return 0, nil, nil
 		}
 		name, value := bytes.TrimSpace(line[:c]), bytes.TrimSpace(line[c+1:])
 		switch {
@@ -315,28 +357,33 @@ func lightResponse(data []byte) (int, []byte) {
 			}
 			// Our own Via, as we wrote it: anything else is for the parser.
 			if !bytes.HasPrefix(value, []byte("SIP/2.0/UDP ")) {
-				return 0, nil
+				return 0, nil, nil
 			}
 			if branch = branchParam(value); !bytes.HasPrefix(branch, []byte("z9hG4bK")) {
-				return 0, nil
+				return 0, nil, nil
 			}
 		case bytes.EqualFold(name, []byte("content-length")) || bytes.EqualFold(name, []byte("l")):
 			if string(value) != "0" {
-				return 0, nil
+				return 0, nil, nil
 			}
+		case code >= 400 && (bytes.EqualFold(name, []byte("to")) || bytes.EqualFold(name, []byte("t"))):
+			if toSeen || len(value) == 0 {
+				return 0, nil, nil
+			}
+			toSeen, to = true, value
 		case bytes.EqualFold(name, []byte("cseq")):
 			// "1 INVITE" or "1 CANCEL", as we wrote it.
 			n, m, ok := bytes.Cut(value, []byte(" "))
 			if !ok || len(n) == 0 || !allDigits(n) || string(m) != method {
-				return 0, nil
+				return 0, nil, nil
 			}
 			cseq = true
 		}
 	}
-	if !cseq || len(rest) > 0 {
-		return 0, nil
+	if !cseq || len(rest) > 0 || code >= 400 && !toSeen {
+		return 0, nil, nil
 	}
-	return code, branch
+	return code, branch, to
 }
 
 // requestBranch is the top Via's branch of a request, read off the

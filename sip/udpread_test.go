@@ -60,6 +60,7 @@ func TestUDPReaderTakesLegResponses(t *testing.T) {
 		request,
 		response(200, "OK", "z9hG4bK-nobody", "INVITE"),
 		response(200, "OK", leg.branch, "CANCEL"),
+		response(183, "Session Progress", leg.branch, "INVITE"),
 		"SIP/2.0 garbage\r\n\r\n",
 		response(487, "Request Terminated", leg.branch, "INVITE"),
 		request,
@@ -70,7 +71,7 @@ func TestUDPReaderTakesLegResponses(t *testing.T) {
 		}
 	}
 	// What sipgo reads: the request, the response to nobody, the garbage,
-	// the request again; the leg's four responses never reach it.
+	// the request again; the leg's five responses never reach it.
 	want := []string{request, response(200, "OK", "z9hG4bK-nobody", "INVITE"), "SIP/2.0 garbage\r\n\r\n", request}
 	buf := make([]byte, 65535)
 	for i, w := range want {
@@ -94,7 +95,7 @@ func TestUDPReaderTakesLegResponses(t *testing.T) {
 	wantCodes := []struct {
 		code   int
 		method string
-	}{{100, "INVITE"}, {180, "INVITE"}, {200, "CANCEL"}, {487, "INVITE"}}
+	}{{100, "INVITE"}, {180, "INVITE"}, {200, "CANCEL"}, {183, "INVITE"}, {487, "INVITE"}}
 	if len(q) != len(wantCodes) {
 		t.Fatalf("the call got %d responses, want %d", len(q), len(wantCodes))
 	}
@@ -104,10 +105,13 @@ func TestUDPReaderTakesLegResponses(t *testing.T) {
 		if q[i].leg != leg || res.StatusCode != w.code || string(res.CSeq().MethodName) != w.method {
 			t.Errorf("response %d: %d %s for leg %p, want %d %s for %p", i, res.StatusCode, res.CSeq().MethodName, q[i].leg, w.code, w.method, leg)
 		}
-		if i < 3 {
-			// The 100, the bodiless 180 and the CANCEL's 200 are not
-			// parsed: the reader's stand-ins take their places.
-			if standIn := []*sipmsg.Response{r.trying, r.ringing, r.cancelled}[i]; res != standIn {
+		if want := map[int]string{487: "<sip:m1@example.com>;tag=b"}[w.code]; string(q[i].to) != want {
+			t.Errorf("response %d: To %q, want %q", i, q[i].to, want)
+		}
+		if w.code != 183 {
+			// Not parsed: the reader's stand-ins take their places,
+			// and the 487's To goes with its own.
+			if standIn := map[int]*sipmsg.Response{100: r.trying, 180: r.ringing, 200: r.cancelled, 487: r.failures[487]}[w.code]; res != standIn {
 				t.Errorf("response %d: the %d was parsed, want the reader's stand-in", i, w.code)
 			}
 			continue
@@ -155,7 +159,18 @@ func TestLightResponse(t *testing.T) {
 		{"200 to a CANCEL, compact", msg("SIP/2.0 200 OK", "v: SIP/2.0/UDP a;branch=z9hG4bK-c", "cseq: 1 CANCEL", "l: 0"), "z9hG4bK-c"},
 		{"200 to a CANCEL with a body", append(msg("SIP/2.0 200 OK", via, "CSeq: 1 CANCEL", "Content-Length: 3"), "v=0"...), ""},
 		{"200 to a BYE", msg("SIP/2.0 200 OK", via, "CSeq: 2 BYE"), ""},
-		{"487 to an INVITE", msg("SIP/2.0 487 Request Terminated", via, cseq), ""},
+		{"487 without a To", msg("SIP/2.0 487 Request Terminated", via, cseq), ""},
+		{"487", msg("SIP/2.0 487 Request Terminated", via, "To: <sip:m1@h>;tag=x1", cseq, "Content-Length: 0"), "z9hG4bK-a1"},
+		{"486 compact To", msg("SIP/2.0 486 Busy Here", via, "t:  \"M\" <sip:m1@h>;tag=x2 ", cseq), "z9hG4bK-a1"},
+		{"603", msg("SIP/2.0 603 Decline", via, "To: <sip:m1@h>;tag=x3", cseq), "z9hG4bK-a1"},
+		{"two Tos", msg("SIP/2.0 486 Busy Here", via, "To: <sip:m1@h>;tag=x1", "To: <sip:m2@h>", cseq), ""},
+		{"empty To", msg("SIP/2.0 486 Busy Here", via, "To:", cseq), ""},
+		{"302: its Contacts are parsed", msg("SIP/2.0 302 Moved", via, "To: <sip:m1@h>;tag=x1", "Contact: <sip:x@y>", cseq), ""},
+		{"487 with a body", append(msg("SIP/2.0 487 Request Terminated", via, "To: <sip:m1@h>;tag=x1", cseq, "Content-Length: 3"), "v=0"...), ""},
+		{"487 to a CANCEL", msg("SIP/2.0 487 Request Terminated", via, "To: <sip:m1@h>;tag=x1", "CSeq: 1 CANCEL"), ""},
+		{"700", msg("SIP/2.0 700 Odd", via, "To: <sip:m1@h>;tag=x1", cseq), ""},
+		{"4x7", msg("SIP/2.0 4x7 Odd", via, "To: <sip:m1@h>;tag=x1", cseq), ""},
+		{"4000", msg("SIP/2.0 4000 Odd", via, "To: <sip:m1@h>;tag=x1", cseq), ""},
 		{"2000 is not 200", msg("SIP/2.0 2000 Odd", via, "CSeq: 1 CANCEL"), ""},
 		{"1000 is not 100", msg("SIP/2.0 1000 Odd", via, cseq), ""},
 		{"100 to a CANCEL", msg("SIP/2.0 100 Trying", via, "CSeq: 1 CANCEL"), ""},
@@ -173,12 +188,24 @@ func TestLightResponse(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, got := lightResponse(tt.data)
+			code, got, to := lightResponse(tt.data)
 			if tt.want == "" {
 				if got != nil {
 					t.Errorf("got %d %q, want nil", code, got)
 				}
 				return
+			}
+			// A failure's To, as it came but for the spaces around it.
+			var wantTo string
+			if code >= 400 {
+				for _, l := range strings.Split(string(tt.data), "\r\n") {
+					if n, v, _ := strings.Cut(l, ":"); strings.EqualFold(n, "to") || strings.EqualFold(n, "t") {
+						wantTo = strings.TrimSpace(v)
+					}
+				}
+			}
+			if string(to) != wantTo {
+				t.Errorf("To %q, want %q", to, wantTo)
 			}
 			if want := int(tt.data[8]-'0')*100 + int(tt.data[9]-'0')*10 + int(tt.data[10]-'0'); code != want {
 				t.Errorf("code %d, want %d", code, want)
@@ -196,16 +223,20 @@ func TestLightResponse(t *testing.T) {
 func FuzzLightResponse(f *testing.F) {
 	f.Add([]byte("SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-a1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"))
 	f.Add([]byte("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-a1\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n"))
+	f.Add([]byte("SIP/2.0 487 Request Terminated\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-a1\r\nTo: <sip:m1@h>;tag=x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"))
 	f.Add([]byte("SIP/2.0 100 Trying\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-a1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"))
 	f.Add([]byte("SIP/2.0 100 Trying\r\nv: SIP/2.0/UDP a;branch=z9hG4bK-x, SIP/2.0/UDP b\r\ncseq: 2 INVITE\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		code, b := lightResponse(data)
+		code, b, to := lightResponse(data)
 		if b == nil {
 			return
 		}
 		method := sipmsg.INVITE
 		if code == 200 {
 			method = sipmsg.CANCEL
+		}
+		if (code >= 400) != (to != nil) {
+			t.Fatalf("lightResponse read To %q of a %d", to, code)
 		}
 		msg, err := sipmsg.NewParser().ParseSIP(data)
 		if err != nil {
@@ -224,6 +255,13 @@ func FuzzLightResponse(f *testing.F) {
 		// CANCEL's retransmissions, as a 200 to it should.
 		if got := viaBranch(res); got != "" && got != string(b) {
 			t.Fatalf("lightResponse read branch %q of %q, the parser %q", b, data, got)
+		}
+		// The ACK of a failure repeats its To as it came; where the
+		// parser reads a tag in it, the same tag is there.
+		if code >= 400 && res.To() != nil {
+			if tag, _ := res.To().Params.Get("tag"); !strings.Contains(string(to), tag) {
+				t.Fatalf("lightResponse read To %q of %q, the parser's tag is %q", to, data, tag)
+			}
 		}
 	})
 }
