@@ -273,14 +273,17 @@ func (r *Runner) ids(fields ...zap.Field) []zap.Field {
 }
 
 func (r *Runner) logFinish(rec Record) {
-	fields := []zap.Field{
+	// Room for them all at once: the slice escapes to zap's core, and
+	// growing it from six to nine fields cost a second, bigger one (1.1 KB
+	// a call, the largest allocation of routing's).
+	fields := append(make([]zap.Field, 0, 9),
 		zap.String("call_id", r.setup.CallID),
 		zap.String("group", r.group),
 		zap.String("outcome", rec.Outcome),
 		zap.Int("code", rec.Code),
 		zap.Duration("duration", rec.End.Sub(rec.Start)),
 		zap.Int("legs", len(rec.Legs)),
-	}
+	)
 	if rec.AnsweredBy != "" {
 		fields = append(fields, zap.String("answered_by", rec.AnsweredBy))
 	}
