@@ -194,7 +194,8 @@ func (c *call) end() {
 			}
 			continue
 		}
-		c.s.onStrayResponse(r.res)
+		res := r.res
+		c.s.spawn(func() { c.s.onStrayResponse(res) })
 	}
 	if c.alarm != nil {
 		c.alarm.Stop()
@@ -219,7 +220,9 @@ func (c *call) onLegResponse(r legResponse) {
 		// sent after that reaches onStrayResponse through the parser
 		// (the leg is no longer in members) and is ACKed from s.failed.
 	default:
-		c.s.onStrayResponse(res)
+		// A stray 2xx is ACKed and BYEd through sipgo, which may look a
+		// name up on the way: not on the goroutine that steps calls.
+		c.s.spawn(func() { c.s.onStrayResponse(res) })
 	}
 }
 

@@ -415,6 +415,10 @@ func TestRingbackTone(t *testing.T) {
 // Hold through the relay: the re-INVITE keeps the call's ports, and a held
 // call's silence does not trip rtp_timeout; resumed, it does.
 func TestHoldKeepsPortsAndSkipsRTPTimeout(t *testing.T) {
+	eachP(t, testHoldKeepsPortsAndSkipsRTPTimeout)
+}
+
+func testHoldKeepsPortsAndSkipsRTPTimeout(t *testing.T) {
 	caller, m := newPeer(t, "caller"), newPeer(t, "m")
 	s, cdrs := relayServer(t, []*peer{caller, m}, m)
 	crtp, mrtp := newRTPPeer(t), newRTPPeer(t)

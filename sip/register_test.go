@@ -366,7 +366,9 @@ func (p *peer) dialAuth(number, user, password string) string {
 // SPEC "Registrar and pickup": *8 and 88<group> connect the picker to the
 // oldest call ringing in a group it may pick up; the members' legs are
 // CANCELled as answered elsewhere; others get 403 or 404.
-func TestPickup(t *testing.T) {
+func TestPickup(t *testing.T) { eachP(t, testPickup) }
+
+func testPickup(t *testing.T) {
 	for _, code := range []string{"*8", "88sales"} {
 		t.Run(code, func(t *testing.T) {
 			caller, m1, m2 := newPeer(t, "caller"), newPeer(t, "m1"), newPeer(t, "m2")

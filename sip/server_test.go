@@ -340,7 +340,9 @@ Max-Forwards: 70
 
 // SPEC "One call" 9: a re-INVITE after answer reaches the other side in
 // its own dialog, and the answer comes back.
-func TestReinviteRelayed(t *testing.T) {
+func TestReinviteRelayed(t *testing.T) { eachP(t, testReinviteRelayed) }
+
+func testReinviteRelayed(t *testing.T) {
 	caller, m := newPeer(t, "caller"), newPeer(t, "m")
 	startServer(t, groupConfig("all", m.uri("m")), caller, m)
 

@@ -102,3 +102,16 @@ func TestCallIsSetUpWhileTheSteppersAreBusy(t *testing.T) {
 		t.Errorf("CDR outcome %q, want answered", r.Outcome)
 	}
 }
+
+// eachP runs f with the runtime's Ps as they are, and with one: then the
+// UDP read loop runs a new INVITE's handler and a call's answer itself
+// (steppers.behind), and whatever may wait (a re-INVITE, a pickup) must
+// still get a goroutine of its own (mayWait).
+func eachP(t *testing.T, f func(*testing.T)) {
+	t.Run("procs=n", f)
+	t.Run("procs=1", func(t *testing.T) {
+		prev := runtime.GOMAXPROCS(1)
+		t.Cleanup(func() { runtime.GOMAXPROCS(prev) })
+		f(t)
+	})
+}

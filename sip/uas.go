@@ -86,6 +86,13 @@ func (a *uas) localTag() string {
 // in the transaction's hands.
 func (a *uas) markFinal() { a.final = true }
 
+// udp reports whether the caller's transaction is ringroute's, over UDP
+// (invitesrv.go): its responses are datagrams, whose writes never wait.
+func (a *uas) udp() bool {
+	_, ok := a.tx.(*inviteServerTx)
+	return ok
+}
+
 // release lets the INVITE's handler return (a pickup's; a call's handler
 // is the call's own goroutine). Not before the final response is handed
 // to sipgo: a handler that returns first gets its transaction terminated

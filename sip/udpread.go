@@ -124,12 +124,28 @@ func (u *udpReader) takeInvite(data []byte, from netip.AddrPort) bool {
 		tx.Terminate() // closing: dropped
 		return true
 	}
-	if u.s.steppers.behind() {
+	switch {
+	case mayWait(u.s, req):
+		go u.s.serveInvite(req, tx)
+	case u.s.steppers.behind():
 		u.s.serveInvite(req, tx) // see urgent
-		return true
+	default:
+		u.s.steppers.run(&inviteJob{u.s, req, tx})
 	}
-	u.s.steppers.run(&inviteJob{u.s, req, tx})
 	return true
+}
+
+// mayWait reports whether the handler of INVITE req may wait on others,
+// so that it needs a goroutine of its own: a re-INVITE (a To tag) waits
+// for the other side's answer and then for the ACK, which come in on this
+// very socket, and a pickup waits for the picked call's step to send its
+// 200. Neither may hold up the read loop, nor a stepper, for the 32 s
+// either may take. A new call's handler returns once the call rings.
+func mayWait(s *Server, req *sipmsg.Request) bool {
+	if to := req.To(); to == nil || to.Params.Has("tag") {
+		return true // a To-less INVITE is refused: no hurry
+	}
+	return isPickup(s.Config(), unescapeUser(req.Recipient.User))
 }
 
 // inviteJob is a new INVITE's handler (serveInvite) for the steppers: on
@@ -201,7 +217,7 @@ func (u *udpReader) takeResponse(data []byte, from netip.AddrPort) bool {
 			if code >= 400 {
 				res := u.failure(code)
 				if l.c.toInbox(l, res, bytes.Clone(to)) {
-					u.stepOrKick(l.c, res)
+					l.c.kick()
 					return true
 				}
 				// Its call has just ended: parsed below, the failure
@@ -243,18 +259,12 @@ func (u *udpReader) takeResponse(data []byte, from netip.AddrPort) bool {
 		u.s.spawn(func() { u.s.onStrayResponse(res) })
 		return true
 	}
-	u.stepOrKick(l.c, res)
-	return true
-}
-
-// stepOrKick has c stepped for the response just put in its inbox: here
-// if the response is urgent and the steppers are behind, else by them.
-func (u *udpReader) stepOrKick(c *call, res *sipmsg.Response) {
-	if urgent(res) && u.s.steppers.behind() {
-		c.stepHere()
+	if urgent(res) && u.s.steppers.behind() && l.c.a.udp() && l.live() {
+		l.c.stepHere()
 	} else {
-		c.kick()
+		l.c.kick()
 	}
+	return true
 }
 
 // failure is the stand-in for a failure to a leg's INVITE with this
@@ -272,13 +282,18 @@ func (u *udpReader) failure(code int) *sipmsg.Response {
 	return r
 }
 
-// urgent reports whether a leg's response sets its call up: a final
-// response to the INVITE (an answer, or a failure after which the next
-// member rings), but not the 487 that ends a leg we cancelled.
+// urgent reports whether a leg's response sets its call up: a 2xx to its
+// INVITE, the answer.
 //
 // What sets a call up is stepped on the read loop itself when the
 // steppers are behind (steppers.behind): a new INVITE's handler too
-// (takeInvite). SIPp, like many a trunk, sends in bursts, one per tick of
+// (takeInvite), unless it may wait (mayWait). Only a call whose caller
+// came over UDP, answered by a leg still ringing: such a step writes
+// datagrams and nothing else (a TCP or TLS leg's requests go out from a
+// goroutine of the leg's, inOrder; a stray 2xx is ACKed and BYEd from one
+// of its own), where a caller's TCP connection could block the write of
+// its 200. A failure is left to the steppers: the last one ends the call,
+// whose CDR line and log go to disk. SIPp, like many a trunk, sends in bursts, one per tick of
 // its clock, and each burst is read whole before the steppers run what it
 // queued: a call's answer or its first member's INVITE waited behind the
 // burst's 180s, 487s and CANCEL 200s, and behind the reading of the rest
@@ -290,7 +305,7 @@ func (u *udpReader) failure(code int) *sipmsg.Response {
 // handler never wait (callwait.go), and what does wait (a BYE's
 // transaction, a dial by name) is on a goroutine of its own.
 func urgent(res *sipmsg.Response) bool {
-	if res.StatusCode < 200 || res.StatusCode == 487 {
+	if res.StatusCode < 200 || res.StatusCode >= 300 {
 		return false
 	}
 	cseq := res.CSeq()
@@ -433,13 +448,15 @@ func requestBranch(data []byte) []byte {
 // branchParam is the branch parameter of one Via value, nil for none. It
 // reads it exactly as the full path does (sipgo's parser, then a
 // case-sensitive lookup): "branch=" in lower case, nothing around the
-// "=". Anything else is left to that path, so both agree on every leg.
+// "=", and only one (the parser keeps the last of several). Anything else
+// is left to that path, so both agree on every leg.
 func branchParam(via []byte) []byte {
+	var branch []byte
 	params := via
 	for {
 		j := bytes.IndexByte(params, ';')
 		if j < 0 {
-			return nil
+			return branch
 		}
 		params = params[j+1:]
 		p := params
@@ -447,10 +464,10 @@ func branchParam(via []byte) []byte {
 			p = p[:k]
 		}
 		if value, ok := bytes.CutPrefix(p, []byte("branch=")); ok {
-			if len(value) == 0 || bytes.ContainsAny(value, " \t") {
+			if branch != nil || len(value) == 0 || bytes.ContainsAny(value, " \t") {
 				return nil
 			}
-			return value
+			branch = value
 		}
 	}
 }
