@@ -86,16 +86,21 @@ func (s *Server) admit(req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
 
 // serveInvite handles an INVITE that came in over UDP, with our
 // transaction (udpReader.takeInvite counted it in bg), on a stepper
-// (inviteJob): guard's checks, then the handler. A call's first step runs
+// (inviteJob), the read loop or a goroutine of its own (mayWait): guard's
+// checks, then the handler. A call's first step runs
 // here; it returns once the call has nothing to do (it rings), and
 // handlerDone runs at the call's end.
-func (s *Server) serveInvite(req *sipmsg.Request, tx *inviteServerTx) {
+//
+// cfg is the config the read loop decided by (mayWait), so that the
+// handler cannot take for a pickup, after a reload, what the read loop
+// took for a call: the config of an INVITE is the one it came in under.
+func (s *Server) serveInvite(cfg *config.Config, req *sipmsg.Request, tx *inviteServerTx) {
 	defer s.bg.done()
 	if !s.admit(req, tx) {
 		tx.handlerDone()
 		return
 	}
-	s.startInvite(req, tx, tx.handlerDone)
+	s.startInvite(cfg, req, tx, tx.handlerDone)
 }
 
 // onInvite is sipgo's INVITE handler (TCP, TLS): a new call, or a
@@ -104,7 +109,7 @@ func (s *Server) serveInvite(req *sipmsg.Request, tx *inviteServerTx) {
 // transaction. So it waits here for the call's end.
 func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	ended := make(chan struct{})
-	if s.startInvite(req, tx, func() { close(ended) }) {
+	if s.startInvite(s.Config(), req, tx, func() { close(ended) }) {
 		<-ended
 	}
 }
@@ -112,8 +117,8 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 // startInvite handles an INVITE, and reports whether a call started: it
 // then runs by itself (call.begin), and end runs once it is over.
 // Otherwise the INVITE is done with, end has run, and it reports false.
-func (s *Server) startInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction, end func()) bool {
-	c, done := s.acceptInvite(req, tx)
+func (s *Server) startInvite(cfg *config.Config, req *sipmsg.Request, tx sipmsg.ServerTransaction, end func()) bool {
+	c, done := s.acceptInvite(cfg, req, tx)
 	if c == nil {
 		if done != nil {
 			done()
@@ -132,7 +137,7 @@ func (s *Server) startInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction, e
 
 // acceptInvite does all of an INVITE but run its call: the call to run,
 // if one starts, and what ends its setup (setupTable) once it has run.
-func (s *Server) acceptInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) (started *call, setupDone func()) {
+func (s *Server) acceptInvite(cfg *config.Config, req *sipmsg.Request, tx sipmsg.ServerTransaction) (started *call, setupDone func()) {
 	// sipgo drops an INVITE's transaction at its 2xx (Timer L is 0, see
 	// linger), so a retransmission of it can get here. It is absorbed, as
 	// in RFC 6026's Accepted state: the 2xx goes out again from awaitACK.
@@ -173,7 +178,6 @@ func (s *Server) acceptInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) 
 	req.Recipient.User = unescapeUser(req.Recipient.User)
 	_ = s.respond(req, tx, 100, "Trying")
 
-	cfg := s.Config()
 	callID := req.CallID().Value()
 	// Built for the calls that need it (rejected, authenticated, pickups):
 	// a routed call gets one logger, with its group, in startCall.

@@ -176,6 +176,14 @@ func (c *call) connectPicker(leg routing.LegID) {
 	c.a.answer(p)
 }
 
+// streamPicker reports whether a pickup over TCP or TLS waits for the
+// call, whose next step may then write to its connection.
+func (c *call) streamPicker() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.picker != nil && !c.picker.u.udp()
+}
+
 // refusePicker is routing's RefusePicker: the call was answered before the
 // pickup reached it.
 func (c *call) refusePicker() {

@@ -354,6 +354,9 @@ func testReinviteRelayed(t *testing.T) {
 	caller.ackFor(ok)
 
 	hold := strings.Replace(sdp, "m=audio 4000 RTP/AVP 0\r\n", "m=audio 4000 RTP/AVP 0\r\na=sendonly\r\n", 1)
+	// Spaces around the tag's "=", as RFC 3261's SWS allows: still a
+	// re-INVITE, which must not be handled where it cannot wait (mayWait).
+	to := strings.Replace(ok.To().Value(), ";tag=", " ;tag = ", 1)
 	caller.send(fmt.Sprintf(`INVITE %s SIP/2.0
 Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-reinv1
 From: %s
@@ -364,7 +367,7 @@ Max-Forwards: 70
 Contact: <sip:caller@127.0.0.1:%d>
 Content-Type: application/sdp
 
-%s`, ok.Contact().Address.String(), caller.port(), ok.From().Value(), ok.To().Value(), cid, caller.port(), hold))
+%s`, ok.Contact().Address.String(), caller.port(), ok.From().Value(), to, cid, caller.port(), hold))
 	re := m.request(sipmsg.INVITE, wait)
 	if re.CallID().Value() != inv.CallID().Value() || tag(re.To()) != "mtag" {
 		t.Fatalf("re-INVITE not in the member's dialog: %s", re)

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"net"
 	"net/netip"
+	"strings"
 
 	sipmsg "github.com/emiago/sipgo/sip"
+
+	"github.com/ringroute/ringroute/config"
 )
 
 // udpReader is a UDP listener as sipgo reads it, with a short way in for
@@ -124,13 +127,14 @@ func (u *udpReader) takeInvite(data []byte, from netip.AddrPort) bool {
 		tx.Terminate() // closing: dropped
 		return true
 	}
+	cfg := u.s.Config()
 	switch {
-	case mayWait(u.s, req):
-		go u.s.serveInvite(req, tx)
+	case mayWait(cfg, req):
+		go u.s.serveInvite(cfg, req, tx)
 	case u.s.steppers.behind():
-		u.s.serveInvite(req, tx) // see urgent
+		u.s.serveInvite(cfg, req, tx) // see urgent
 	default:
-		u.s.steppers.run(&inviteJob{u.s, req, tx})
+		u.s.steppers.run(&inviteJob{u.s, cfg, req, tx})
 	}
 	return true
 }
@@ -141,11 +145,19 @@ func (u *udpReader) takeInvite(data []byte, from netip.AddrPort) bool {
 // very socket, and a pickup waits for the picked call's step to send its
 // 200. Neither may hold up the read loop, nor a stepper, for the 32 s
 // either may take. A new call's handler returns once the call rings.
-func mayWait(s *Server, req *sipmsg.Request) bool {
-	if to := req.To(); to == nil || to.Params.Has("tag") {
-		return true // a To-less INVITE is refused: no hurry
+func mayWait(cfg *config.Config, req *sipmsg.Request) bool {
+	to := req.To()
+	if to == nil {
+		return true // refused: no hurry
 	}
-	return isPickup(s.Config(), unescapeUser(req.Recipient.User))
+	for _, p := range to.Params {
+		// As admit will read it (normalizeParams): RFC 3261 lets a
+		// "tag = x" have spaces around its "=".
+		if strings.TrimSpace(p.K) == "tag" {
+			return true
+		}
+	}
+	return isPickup(cfg, unescapeUser(req.Recipient.User))
 }
 
 // inviteJob is a new INVITE's handler (serveInvite) for the steppers: on
@@ -155,11 +167,12 @@ func mayWait(s *Server, req *sipmsg.Request) bool {
 // does not block: it returns once the call rings.
 type inviteJob struct {
 	s   *Server
+	cfg *config.Config
 	req *sipmsg.Request
 	tx  *inviteServerTx
 }
 
-func (j *inviteJob) step() { j.s.serveInvite(j.req, j.tx) }
+func (j *inviteJob) step() { j.s.serveInvite(j.cfg, j.req, j.tx) }
 
 // takeCancelOrAck hands a CANCEL, or the ACK of a failure, to the INVITE
 // transaction it names. What names none is sipgo's, and most of it (the
@@ -259,7 +272,7 @@ func (u *udpReader) takeResponse(data []byte, from netip.AddrPort) bool {
 		u.s.spawn(func() { u.s.onStrayResponse(res) })
 		return true
 	}
-	if urgent(res) && u.s.steppers.behind() && l.c.a.udp() && l.live() {
+	if urgent(res) && u.s.steppers.behind() && l.c.a.udp() && !l.c.streamPicker() && l.live() {
 		l.c.stepHere()
 	} else {
 		l.c.kick()
@@ -288,12 +301,13 @@ func (u *udpReader) failure(code int) *sipmsg.Response {
 // What sets a call up is stepped on the read loop itself when the
 // steppers are behind (steppers.behind): a new INVITE's handler too
 // (takeInvite), unless it may wait (mayWait). Only a call whose caller
-// came over UDP, answered by a leg still ringing: such a step writes
-// datagrams and nothing else (a TCP or TLS leg's requests go out from a
-// goroutine of the leg's, inOrder; a stray 2xx is ACKed and BYEd from one
-// of its own), where a caller's TCP connection could block the write of
-// its 200. A failure is left to the steppers: the last one ends the call,
-// whose CDR line and log go to disk. SIPp, like many a trunk, sends in bursts, one per tick of
+// (and picker, if one waits) came over UDP, answered by a leg still
+// ringing: such a step writes datagrams, not to a connection that could
+// block (a TCP or TLS leg's requests go out from a goroutine of the
+// leg's, inOrder; a stray 2xx is ACKed and BYEd from one of its own), and
+// waits on nothing but a ringback player's stop. A failure is left to the
+// steppers: the last one ends the call, whose CDR line and log go to
+// disk. A new INVITE the handler refuses writes its CDR line here. SIPp, like many a trunk, sends in bursts, one per tick of
 // its clock, and each burst is read whole before the steppers run what it
 // queued: a call's answer or its first member's INVITE waited behind the
 // burst's 180s, 487s and CANCEL 200s, and behind the reading of the rest
