@@ -139,3 +139,66 @@ func TestShippedMusic(t *testing.T) {
 		t.Fatalf("shipped music is nearly silent (rms %.0f)", p)
 	}
 }
+
+// Musics reads a file once while it stays as it was, and again once its
+// size or modification time changes.
+func TestMusicsKeepsAFileUntilItChanges(t *testing.T) {
+	pcm := func(v int16) []byte {
+		b := make([]byte, 2*8000)
+		for i := 0; i < len(b); i += 2 {
+			binary.LittleEndian.PutUint16(b[i:], uint16(v))
+		}
+		return b
+	}
+	path := writeWAV(t, 1, 1, 8000, 16, pcm(1000))
+	first := func(c *Musics) byte {
+		t.Helper()
+		src, err := c.Music(path, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, frameSamples)
+		src.Frame(b)
+		return b[0]
+	}
+	var c Musics
+	loud := first(&c)
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same size and time, other audio: still the kept copy.
+	other := writeWAV(t, 1, 1, 8000, 16, pcm(-1000))
+	b, err := os.ReadFile(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(path, st.ModTime(), st.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if got := first(&c); got != loud {
+		t.Fatalf("unchanged file read again: first byte %#x, kept %#x", got, loud)
+	}
+	var fresh Musics
+	quiet := first(&fresh)
+	if quiet == loud {
+		t.Fatalf("test files do not differ (%#x)", quiet)
+	}
+	// A new modification time: read again.
+	later := st.ModTime().Add(time.Second)
+	if err := os.Chtimes(path, later, later); err != nil {
+		t.Fatal(err)
+	}
+	if got := first(&c); got != quiet {
+		t.Fatalf("changed file not read again: first byte %#x, want %#x", got, quiet)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Music(path, 0); err == nil {
+		t.Fatal("a removed file still plays")
+	}
+}

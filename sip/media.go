@@ -191,7 +191,7 @@ func (m *callMedia) ring(g *config.Group) bool {
 	if g.Ringback == "tone" {
 		src, err = media.Tone(g.RingbackTone, pt)
 	} else {
-		src, err = media.Music(g.MusicFile, pt)
+		src, err = m.c.s.musics.Music(g.MusicFile, pt)
 	}
 	if err != nil {
 		m.c.log.Warn("ringback unavailable; plain 180", zap.Error(err))

@@ -130,6 +130,7 @@ type Server struct {
 	active   sync.Map // *call -> struct{}: calls whose runner is still running
 	live     struct{ calls, legs, ringing atomic.Int64 }
 	pool     *media.Pool // nil in media mode direct
+	musics   media.Musics
 	// closing is closed when Close starts: every goroutine of ours that
 	// waits on the network returns without writing again, and bg counts
 	// them, so that nothing writes after the listeners are gone (sipgo
