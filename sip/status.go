@@ -85,7 +85,12 @@ type decisions struct {
 const maxDecisions = 200
 
 func (c *call) trace(ev routing.TraceEvent) {
-	c.log.Debug("decision", zap.String("group", ev.Group), zap.String("kind", ev.Kind), zap.String("text", ev.Text))
+	// Checked first: the fields escape to zap's core, so a plain Debug
+	// allocated them at every decision with debug logging off (300 bytes a
+	// call).
+	if ce := c.log.Check(zap.DebugLevel, "decision"); ce != nil {
+		ce.Write(zap.String("group", ev.Group), zap.String("kind", ev.Kind), zap.String("text", ev.Text))
+	}
 	c.decisions.mu.Lock()
 	if c.decisions.events == nil {
 		// A routed call takes three to five decisions before its
