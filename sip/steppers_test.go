@@ -88,6 +88,9 @@ func TestCallIsSetUpWhileTheSteppersAreBusy(t *testing.T) {
 	caller.invite("600")
 	caller.response(100, wait)
 	inv := member.request(sipmsg.INVITE, wait)
+	// At once: a step kicked by the leg's Timer A (T1, 500 ms, were the
+	// 200 later) would wait behind the held steppers, and the 200 after it
+	// with it, since a call is stepped by one goroutine at a time.
 	member.reply(inv, 200, "m1tag", sdp)
 	ok := caller.response(200, wait)
 	member.request(sipmsg.ACK, wait)
