@@ -234,7 +234,7 @@ func (u *udpReader) takeResponse(data []byte, from netip.AddrPort) bool {
 					return true
 				}
 				// Its call has just ended: parsed below, the failure
-				// goes to onStrayResponse, which ACKs it.
+				// goes to onStrayResponse, as any stray does.
 			} else {
 				res := u.trying
 				switch code {
@@ -299,25 +299,25 @@ func (u *udpReader) failure(code int) *sipmsg.Response {
 // INVITE, the answer.
 //
 // What sets a call up is stepped on the read loop itself when the
-// steppers are behind (steppers.behind): a new INVITE's handler too
-// (takeInvite), unless it may wait (mayWait). Only a call whose caller
-// (and picker, if one waits) came over UDP, answered by a leg still
-// ringing: such a step writes datagrams, not to a connection that could
-// block (a TCP or TLS leg's requests go out from a goroutine of the
-// leg's, inOrder; a stray 2xx is ACKed and BYEd from one of its own), and
-// waits on nothing but a ringback player's stop. A failure is left to the
-// steppers: the last one ends the call, whose CDR line and log go to
-// disk. A new INVITE the handler refuses writes its CDR line here. SIPp, like many a trunk, sends in bursts, one per tick of
-// its clock, and each burst is read whole before the steppers run what it
-// queued: a call's answer or its first member's INVITE waited behind the
-// burst's 180s, 487s and CANCEL 200s, and behind the reading of the rest
-// of the burst. Stepped here, the answer and the fork go out in the order
-// their datagrams came in, and the rest waits for the steppers (parallel
-// group, five alternating pairs: at 1000 calls/s added setup p50 1.0–1.4
-// → 0.7–0.9 ms, p99 4.6–10.2 → 3.0–5.1 ms; at 1600/s p50 1.8–2.6 →
-// 1.1–1.4 ms, p99 11–23 → 6–11 ms). None of it blocks: a call's steps and an INVITE's
-// handler never wait (callwait.go), and what does wait (a BYE's
-// transaction, a dial by name) is on a goroutine of its own.
+// steppers are behind (steppers.behind), and so is a new INVITE's handler
+// (takeInvite) unless it may wait (mayWait). SIPp, like many a trunk,
+// sends in bursts, one per tick of its clock, and each burst is read whole
+// before the steppers run what it queued: a call's answer or its first
+// member's INVITE waited behind the burst's 180s, 487s and CANCEL 200s,
+// and behind the reading of the rest of the burst. Stepped here, the fork
+// and the answer go out in the order their datagrams came in, and the rest
+// waits for the steppers (parallel group, five alternating pairs: at 1000
+// calls/s added setup p50 1.0–1.4 → 0.7–0.9 ms, p99 4.6–10.2 → 3.0–5.1 ms;
+// at 1600/s p50 1.8–2.6 → 1.1–1.4 ms, p99 11–23 → 6–11 ms).
+//
+// Only a call whose caller (and picker, if one waits) came over UDP, and
+// only for a leg still ringing: such a step writes datagrams, never to a
+// connection that could block (a TCP or TLS leg's requests go out from a
+// goroutine of the leg's, inOrder; a stray 2xx is ACKed and BYEd from one
+// of its own), and waits on nothing but a ringback player's stop. A
+// failure is left to the steppers: the last one ends the call, whose CDR
+// line and log go to disk. (A new INVITE the handler refuses writes its
+// CDR line here.)
 func urgent(res *sipmsg.Response) bool {
 	if res.StatusCode < 200 || res.StatusCode >= 300 {
 		return false
