@@ -143,7 +143,7 @@ func (a *uas) gone() {
 
 // response builds a response to the INVITE carrying our tag and Contact.
 func (a *uas) response(code int, body []byte, ct string) *sipmsg.Response {
-	res := sipmsg.NewResponseFromRequest(a.req, code, reasonPhrase(code), nil)
+	res := newResponse(a.req, code, reasonPhrase(code))
 	res.AppendHeader(a.c.s.hdrServer)
 	if code > 100 && code < 300 {
 		res.AppendHeader(a.contact.Clone())
