@@ -7,7 +7,7 @@ VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 CONFIG  ?= testdata/ringroute.yaml
 
-.PHONY: help build run test unit race e2e lint vet fmt check deps bench soak fuzz clean
+.PHONY: help build run test unit race oneproc e2e lint vet fmt check deps bench soak fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -18,13 +18,16 @@ build: ## build bin/ringroute
 run: build ## build and run the daemon on testdata/ringroute.yaml (127.0.0.1:5060, UDP and TCP)
 	$(BIN) run -c $(CONFIG)
 
-test: deps lint race e2e ## everything CI runs: install sipp if missing, vet, gofmt, race-tested units, sipp end-to-end
+test: deps lint race oneproc e2e ## everything CI runs: install sipp if missing, vet, gofmt, race-tested units, the SIP layer on one P, sipp end-to-end
 
 unit: ## unit tests only, no sipp (fast)
 	$(GO) test -short ./...
 
 race: ## unit tests under the race detector (skips the sipp end-to-end suite)
 	$(GO) test -race -short ./...
+
+oneproc: ## the SIP layer's tests on one P (a 1-CPU container): the UDP read loop then forks calls and steps answers itself
+	GOMAXPROCS=1 $(GO) test -count=1 -short ./sip/
 
 e2e: deps ## the sipp end-to-end suite against the built daemon, over UDP and TCP
 	$(GO) test -count=1 -timeout 15m ./internal/e2e/
