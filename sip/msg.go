@@ -42,11 +42,12 @@ func (s *Server) respond(req *sipmsg.Request, tx sipmsg.ServerTransaction, code 
 func newResponse(req *sipmsg.Request, code int, reason string) *sipmsg.Response {
 	res := sipmsg.NewResponse(code, reason)
 	res.SipVersion = req.SipVersion
-	// RFC 3261 §20, Table 3; §12.1.1 for the early dialog.
-	allowedMethod := req.Method != sipmsg.REGISTER && !req.IsAck()
-	allowedStatus := code >= 180 && code < 190 || code >= 200 && code < 300
-	earlyInvite := req.IsInvite() && code > 100 && code < 200
-	if allowedMethod && (allowedStatus || earlyInvite) {
+	// Record-Routes go back in what may set up a dialog: a 18x or a 2xx
+	// (RFC 3261 §20, Table 3), and any provisional but a 100 to an INVITE
+	// (§12.1.1's early dialog); never to a REGISTER or an ACK.
+	dialogForming := code >= 180 && code < 190 || code >= 200 && code < 300 ||
+		req.IsInvite() && code > 100 && code < 200
+	if dialogForming && req.Method != sipmsg.REGISTER && !req.IsAck() {
 		for _, h := range req.GetHeaders("Record-Route") {
 			res.AppendHeader(h)
 		}
