@@ -273,37 +273,30 @@ func (l *uac) writeWireCancel() {
 }
 
 // ackFailure ACKs a final failure of the leg's INVITE, as the transaction
-// does (RFC 3261 §17.1.1.3). to is the failure's To as it came, when the
-// read loop took it unparsed (res is then its stand-in, lightResponse).
+// does (RFC 3261 §17.1.1.3): the INVITE's Request-URI, top Via, From,
+// Call-ID and CSeq number, and the failure's To. to is that To as it came
+// when the read loop took the failure unparsed (res is then its stand-in,
+// lightResponse); nil, it is read from res.
 func (l *uac) ackFailure(res *sipmsg.Response, to []byte) {
+	if to == nil {
+		h := res.To()
+		if h == nil {
+			return
+		}
+		to = []byte(h.Value())
+	}
 	if w := l.wire; w != nil {
 		scratch(1024, func(b []byte) {
-			if to != nil {
-				id := w.ident()
-				id.to = to
-				l.writeWire(appendAckOf(b, id, inviteCSeq), "ACK")
-				return
-			}
-			if ack, ok := appendFailureAck(b, w.at(w.ruri), w.at(w.via), res); ok {
-				l.writeWire(ack, "ACK")
-			}
+			id := w.ident()
+			id.to = to
+			l.writeWire(appendAckOf(b, id, inviteCSeq), "ACK")
 		})
 		return
 	}
 	inv := l.inv
-	var b []byte
-	ok := true
-	if to != nil {
-		id := identOf(inv)
-		id.to = to
-		b = appendAckOf(nil, id, inv.CSeq().SeqNo)
-	} else {
-		b, ok = appendFailureAck(nil, []byte(inv.Recipient.String()), []byte(inv.Via().Value()), res)
-	}
-	if !ok {
-		return
-	}
-	ack := asRequest(b)
+	id := identOf(inv)
+	id.to = to
+	ack := asRequest(appendAckOf(nil, id, inv.CSeq().SeqNo))
 	if ack == nil {
 		return
 	}

@@ -226,30 +226,20 @@ func unmapped(a netip.AddrPort) netip.AddrPort {
 func (u *udpReader) takeResponse(data []byte, from netip.AddrPort) bool {
 	if code, b, to := lightResponse(data); b != nil {
 		// A CANCEL has its INVITE's branch (RFC 3261 §9.1).
-		if l := u.s.members.byBranch(b); l != nil {
-			if code >= 400 {
-				res := u.failure(code)
-				if l.c.toInbox(l, res, bytes.Clone(to)) {
-					l.c.kick()
-					return true
-				}
-				// Its call has just ended: parsed below, the failure
-				// goes to onStrayResponse, as any stray does.
-			} else {
-				res := u.trying
-				switch code {
-				case 180:
-					res = u.ringing
-				case 200:
-					res = u.cancelled
-				}
-				// For a call that has just ended there is nothing to
-				// do: a stray 1xx, or a stray 200 to a CANCEL, changes
-				// nothing.
-				l.c.deliver(l, res)
-				return true
-			}
+		l := u.s.members.byBranch(b)
+		switch {
+		case l == nil:
+		case code < 400:
+			// For a call that has just ended there is nothing to do: a
+			// stray 1xx, or a stray 200 to a CANCEL, changes nothing.
+			l.c.deliver(l, u.standInFor(code))
+			return true
+		case l.c.toInbox(l, u.failure(code), bytes.Clone(to)):
+			l.c.kick()
+			return true
 		}
+		// No leg, or its call has just ended: parsed below, a stray
+		// failure goes to onStrayResponse, as any stray does.
 	}
 	msg, err := u.parser.ParseSIP(data)
 	if err != nil {
@@ -278,6 +268,18 @@ func (u *udpReader) takeResponse(data []byte, from netip.AddrPort) bool {
 		l.c.kick()
 	}
 	return true
+}
+
+// standInFor is the stand-in for a 100 or a 180 to a leg's INVITE, or a
+// 200 to its CANCEL, as lightResponse reads them.
+func (u *udpReader) standInFor(code int) *sipmsg.Response {
+	switch code {
+	case 180:
+		return u.ringing
+	case 200:
+		return u.cancelled
+	}
+	return u.trying
 }
 
 // failure is the stand-in for a failure to a leg's INVITE with this
